@@ -1,0 +1,150 @@
+package platform
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/go-kit/kit/endpoint"
+	httptransport "github.com/go-kit/kit/transport/http"
+)
+
+// NewHTTPClient returns the *http.Client typed clients use by default: pooled keep-alive connections and
+// a transport that propagates the request id and the caller's remaining deadline to the callee.
+func NewHTTPClient() *http.Client {
+	base := &http.Transport{
+		Proxy:                 nil, // the lab's links are explicit (Toxiproxy listeners), never an env proxy
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConns:          512,
+		MaxIdleConnsPerHost:   256,
+		IdleConnTimeout:       90 * time.Second,
+		ResponseHeaderTimeout: 0, // per-call timeouts belong to the timeout policy
+	}
+	return &http.Client{Transport: PropagatingTransport{Base: base}}
+}
+
+// PropagatingTransport copies the request id and the remaining deadline from the request's context into
+// headers. A call whose deadline has passed is not sent.
+type PropagatingTransport struct{ Base http.RoundTripper }
+
+func (t PropagatingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	ctx := r.Context()
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	r = r.Clone(ctx)
+	if id := RequestID(ctx); id != "" && r.Header.Get(HeaderRequestID) == "" {
+		r.Header.Set(HeaderRequestID, id)
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		left := time.Until(dl)
+		if left <= 0 {
+			return nil, context.DeadlineExceeded
+		}
+		ms := (left + time.Millisecond - 1) / time.Millisecond
+		r.Header.Set(HeaderDeadline, strconv.FormatInt(int64(ms), 10))
+	}
+	base := t.Base
+	if base == nil {
+		base = http.DefaultTransport
+	}
+	return base.RoundTrip(r)
+}
+
+// Idempotent is implemented by requests that carry an Idempotency-Key; the client sends it as a header
+// and the retry policy may retry such calls.
+type Idempotent interface{ IdempotencyKeyValue() string }
+
+// IsIdempotent reports whether a call with this method and request may be retried safely.
+func IsIdempotent(method string, request any) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions:
+		return true
+	}
+	if k, ok := request.(Idempotent); ok && k.IdempotencyKeyValue() != "" {
+		return true
+	}
+	return false
+}
+
+// ClientEndpoint builds a go-kit client endpoint that sends a Req to base+path(req) with method (JSON body
+// unless GET/HEAD) and decodes a 2xx answer into a *Resp. Any other answer becomes an *Error with the
+// callee's status, so policies can tell business outcomes (4xx) from failures (5xx, transport errors).
+func ClientEndpoint[Req, Resp any](c *http.Client, base *url.URL, method string, path func(Req) string) endpoint.Endpoint {
+	enc := func(ctx context.Context, r *http.Request, request any) error {
+		req, ok := request.(Req)
+		if !ok {
+			return fmt.Errorf("client: request is %T, want %T", request, *new(Req))
+		}
+		ref, err := url.Parse(path(req))
+		if err != nil {
+			return fmt.Errorf("client: bad path: %w", err)
+		}
+		r.URL = base.ResolveReference(ref)
+		r.Host = r.URL.Host
+		r.Header.Set("Accept", "application/json")
+		if k, ok := request.(Idempotent); ok && k.IdempotencyKeyValue() != "" {
+			r.Header.Set(HeaderIdempotencyKey, k.IdempotencyKeyValue())
+		}
+		if method == http.MethodGet || method == http.MethodHead {
+			return nil
+		}
+		var buf bytes.Buffer
+		if err := json.NewEncoder(&buf).Encode(req); err != nil {
+			return err
+		}
+		r.Header.Set("Content-Type", "application/json")
+		r.ContentLength = int64(buf.Len())
+		r.Body = io.NopCloser(&buf)
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(buf.Bytes())), nil }
+		return nil
+	}
+	return httptransport.NewClient(method, base, enc, DecodeResponse[Resp],
+		httptransport.SetClient(c), httptransport.BufferedStream(false)).Endpoint()
+}
+
+// DecodeResponse decodes a 2xx JSON answer into a new *T and anything else into an *Error.
+func DecodeResponse[T any](_ context.Context, r *http.Response) (any, error) {
+	if r.StatusCode < 200 || r.StatusCode > 299 {
+		return nil, ResponseError(r)
+	}
+	v := new(T)
+	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<20)).Decode(v); err != nil {
+		return nil, fmt.Errorf("decode %s answer: %w", r.Request.URL.Path, err)
+	}
+	return v, nil
+}
+
+// ResponseError turns a non-2xx answer into an *Error, keeping the callee's code and message when the body
+// has the shop's error shape.
+func ResponseError(r *http.Response) *Error {
+	data, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	var body errorBody
+	if json.Unmarshal(data, &body) == nil && body.Error != nil && body.Error.Code != "" {
+		body.Error.Status = r.StatusCode
+		return body.Error
+	}
+	msg := strings.TrimSpace(string(data))
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	return &Error{Status: r.StatusCode, Code: "upstream_" + strconv.Itoa(r.StatusCode), Message: msg}
+}
+
+// ParseBaseURL parses a base URL from configuration, returning a clear error for bad input.
+func ParseBaseURL(raw string) (*url.URL, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("base URL %q: want http://host:port", raw)
+	}
+	u.Path = strings.TrimSuffix(u.Path, "/") + "/"
+	return u, nil
+}
