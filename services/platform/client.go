@@ -148,3 +148,43 @@ func ParseBaseURL(raw string) (*url.URL, error) {
 	u.Path = strings.TrimSuffix(u.Path, "/") + "/"
 	return u, nil
 }
+
+// PolicyFunc returns the client-side policy chain (retry, breaker, bulkhead, timeout…) for one operation
+// of a downstream; idempotent says whether the operation may be retried. Typed clients call it once per
+// operation when they are built.
+type PolicyFunc func(op string, idempotent bool) endpoint.Middleware
+
+// ClientConfig is what every typed client is configured with.
+type ClientConfig struct {
+	HTTP     *http.Client
+	Policies PolicyFunc
+}
+
+// ClientOption configures a typed client.
+type ClientOption func(*ClientConfig)
+
+// WithHTTPClient makes a typed client send through c.
+func WithHTTPClient(c *http.Client) ClientOption { return func(cfg *ClientConfig) { cfg.HTTP = c } }
+
+// WithPolicies wraps each operation of a typed client in the chain f returns.
+func WithPolicies(f PolicyFunc) ClientOption { return func(cfg *ClientConfig) { cfg.Policies = f } }
+
+// NewClientConfig applies opts over the defaults (NewHTTPClient, no policies).
+func NewClientConfig(opts ...ClientOption) ClientConfig {
+	cfg := ClientConfig{}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if cfg.HTTP == nil {
+		cfg.HTTP = NewHTTPClient()
+	}
+	return cfg
+}
+
+// Wrap applies the configured policies of op to e.
+func (cfg ClientConfig) Wrap(op string, idempotent bool, e endpoint.Endpoint) endpoint.Endpoint {
+	if cfg.Policies == nil {
+		return e
+	}
+	return cfg.Policies(op, idempotent)(e)
+}
