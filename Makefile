@@ -1,0 +1,108 @@
+# The resilience lab. `make help` lists every target.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+ROOT        := $(abspath .)
+GO          ?= go
+SERVICES    := catalog payments orders gateway
+BIN         := bin/linux-amd64
+IMAGE_TAG   ?= dev
+COMPOSE     := docker-compose -p reslab -f deploy/compose.yaml
+LABEL       := org.resilience-lab.managed=true
+
+# Testcontainers on this machine: it looks like a container to testcontainers-go, which would otherwise
+# dial the default gateway; Ryuk's image cannot be pulled, so every test cleans up after itself.
+export TESTCONTAINERS_HOST_OVERRIDE := 127.0.0.1
+export TESTCONTAINERS_RYUK_DISABLED := true
+
+# pact-go links libpact_ffi 0.4.28, provisioned by scripts/pact-tools.sh into .cache/pact.
+PACT_DIR    := $(ROOT)/.cache/pact
+export CGO_LDFLAGS := -L$(PACT_DIR)/lib
+export LD_LIBRARY_PATH := $(PACT_DIR)/lib$(if $(LD_LIBRARY_PATH),:$(LD_LIBRARY_PATH))
+export PATH := $(PACT_DIR)/cli:$(PATH)
+
+.PHONY: help
+help: ## List every target
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z0-9_.-]+:.*## / {printf "  %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+## ---- set-up ---------------------------------------------------------------------------------------
+
+.PHONY: docker-engine
+docker-engine: ## Install (Debian docker.io, docker-compose) and start the Docker engine on 127.0.0.1
+	@bash scripts/docker-engine.sh
+
+.PHONY: pact-tools
+pact-tools: ## Fetch libpact_ffi 0.4.28 and the official pact CLI from npm into .cache/pact
+	@bash scripts/pact-tools.sh
+
+## ---- build ----------------------------------------------------------------------------------------
+
+.PHONY: build
+build: ## Compile every package
+	$(GO) build ./...
+
+.PHONY: binaries
+binaries: ## Build static linux binaries of every service into bin/
+	@mkdir -p $(BIN)
+	@for s in $(SERVICES); do \
+	  CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/$$s ./services/$$s/cmd/$$s; \
+	done
+	@echo "binaries: $(BIN)/{$(subst $(eval) ,$(comma),$(SERVICES))}"
+
+comma := ,
+
+.PHONY: images
+images: binaries docker-engine ## Build the FROM-scratch image of every service (nothing is pulled)
+	@for s in $(SERVICES); do \
+	  DOCKER_BUILDKIT=0 docker build -q -f deploy/docker/Dockerfile --build-arg BINARY=$$s \
+	    --label $(LABEL) -t reslab/$$s:$(IMAGE_TAG) . >/dev/null; \
+	  echo "image reslab/$$s:$(IMAGE_TAG)"; \
+	done
+
+## ---- run ------------------------------------------------------------------------------------------
+
+.PHONY: lab
+lab: images ## The main job: start the shop as containers, run a demo order through the gateway, stop it
+	@trap '$(COMPOSE) down -v --remove-orphans >/dev/null 2>&1' EXIT; \
+	$(COMPOSE) up -d --no-build; \
+	$(GO) run ./scenarios/cmd/demo -gateway http://127.0.0.1:8080 -wait 60s
+
+.PHONY: stack-up
+stack-up: images ## Start the shop stack in the background (deploy/compose.yaml)
+	$(COMPOSE) up -d --no-build
+	@echo "gateway: http://127.0.0.1:8080"
+
+.PHONY: stack-down
+stack-down: ## Stop the shop stack and remove its volumes
+	$(COMPOSE) down -v --remove-orphans
+
+.PHONY: stack-logs
+stack-logs: ## Follow the shop stack's logs
+	$(COMPOSE) logs -f --tail=100
+
+## ---- test -----------------------------------------------------------------------------------------
+
+.PHONY: test
+test: docker-engine pact-tools ## All tests: vet, unit and integration tests (race detector), contracts
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -tags pact ./contracts/...
+
+.PHONY: vet
+vet: ## go vet and gofmt check
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
+
+.PHONY: bench
+bench: ## Resilience policy benchmarks (see docs/performance.md)
+	$(GO) test -run '^$$' -bench . -benchmem ./resilience/...
+
+## ---- clean ----------------------------------------------------------------------------------------
+
+.PHONY: clean
+clean: ## Remove containers, networks and images the lab left behind (by label), and build outputs
+	-@$(COMPOSE) down -v --remove-orphans >/dev/null 2>&1 || true
+	-@ids=$$(docker ps -aq --filter label=$(LABEL) 2>/dev/null); [ -z "$$ids" ] || docker rm -f $$ids >/dev/null
+	-@ids=$$(docker network ls -q --filter label=$(LABEL) 2>/dev/null); [ -z "$$ids" ] || docker network rm $$ids >/dev/null
+	rm -rf bin results
