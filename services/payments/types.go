@@ -40,3 +40,8 @@ type ChargeRequest struct {
 
 // IdempotencyKeyValue makes the typed client send the Idempotency-Key header and lets retries happen.
 func (r ChargeRequest) IdempotencyKeyValue() string { return r.IdempotencyKey }
+
+// ListPaymentsResponse is the answer of GET /payments?order_id=…: every payment of the order, oldest first.
+type ListPaymentsResponse struct {
+	Payments []Payment `json:"payments"`
+}
