@@ -1,0 +1,78 @@
+// Package payments is the payments service: it charges orders (captured or declined, once per
+// idempotency key), answers payment look-ups and refunds captured payments. See docs/architecture.md.
+package payments
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/resilience-lab/lab/services/platform"
+)
+
+// Config is the payments service's configuration.
+type Config struct {
+	// Addr is the listen address (PAYMENTS_ADDR, default ":8083").
+	Addr string
+	// DBPath is the SQLite database file (PAYMENTS_DB, default "payments.db"); created when missing.
+	DBPath string
+	// DeclineOverCents: a charge of more cents than this is declined with amount_over_limit
+	// (PAYMENTS_DECLINE_OVER_CENTS, default 100000).
+	DeclineOverCents int64
+	// LogLevel is the minimum level logged (LOG_LEVEL: debug, info, warn or error; default info).
+	LogLevel slog.Level
+	// ShutdownTimeout bounds the drain of in-flight requests on SIGTERM (SHUTDOWN_TIMEOUT, default 10s).
+	ShutdownTimeout time.Duration
+	// Now is the clock stamped on payments; nil means time.Now. Tests inject their own.
+	Now func() time.Time
+}
+
+// Defaults of Config.
+const (
+	DefaultAddr             = ":8083"
+	DefaultDBPath           = "payments.db"
+	DefaultDeclineOverCents = 100_000
+	DefaultShutdownTimeout  = 10 * time.Second
+)
+
+// ConfigFromEnv reads Config from env; bad values are recorded in env (see platform.Env.Err).
+func ConfigFromEnv(env *platform.Env) Config {
+	cfg := Config{
+		Addr:             env.String("PAYMENTS_ADDR", DefaultAddr),
+		DBPath:           env.String("PAYMENTS_DB", DefaultDBPath),
+		DeclineOverCents: int64(env.Int("PAYMENTS_DECLINE_OVER_CENTS", DefaultDeclineOverCents)),
+		ShutdownTimeout:  env.Duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout),
+	}
+	if cfg.DeclineOverCents < 0 {
+		env.Fail("PAYMENTS_DECLINE_OVER_CENTS=%d: want a non-negative number of cents", cfg.DeclineOverCents)
+	}
+	level := env.String("LOG_LEVEL", "info")
+	if err := cfg.LogLevel.UnmarshalText([]byte(level)); err != nil {
+		env.Fail("LOG_LEVEL=%q: want debug, info, warn or error", level)
+	}
+	return cfg
+}
+
+// Open opens (and migrates) the database and assembles the service: store → Service → endpoints →
+// HTTP handler. The io.Closer closes the database; call it after the server has stopped.
+func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*platform.Service, io.Closer, error) {
+	metrics, err := newDomainMetrics(reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	st, err := openStore(ctx, cfg.DBPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	svc := newService(st, cfg.DeclineOverCents, cfg.Now, metrics)
+	return &platform.Service{
+		Name:     "payments",
+		API:      NewHTTPHandler(NewSet(svc), logger),
+		Registry: reg,
+		Logger:   logger,
+		Ready:    []platform.ReadyCheck{{Name: "db", Check: st.Ping}},
+	}, st, nil
+}
