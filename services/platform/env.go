@@ -3,6 +3,7 @@ package platform
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 	"time"
@@ -97,3 +98,17 @@ func (e *Env) Fail(format string, args ...any) { e.errs = append(e.errs, fmt.Err
 
 // Err joins every bad value seen so far.
 func (e *Env) Err() error { return errors.Join(e.errs...) }
+
+// LogLevel reads a slog level (debug, info, warn, error).
+func (e *Env) LogLevel(key string, def slog.Level) slog.Level {
+	v, ok := e.lookup(key)
+	if !ok || v == "" {
+		return def
+	}
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(v)); err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s=%q: want debug, info, warn or error", key, v))
+		return def
+	}
+	return l
+}
