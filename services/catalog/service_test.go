@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -487,6 +488,29 @@ func TestConfigFromEnv(t *testing.T) {
 	for _, key := range []string{"CATALOG_SEED=", "CATALOG_SEED_STOCK=", "CATALOG_RESERVATION_TTL=", "CATALOG_SWEEP_INTERVAL=", "LOG_LEVEL="} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("error %q does not report %s", err, key)
+		}
+	}
+}
+
+// BenchmarkReserveCommit measures one order's reservation and commit against a file database.
+func BenchmarkReserveCommit(b *testing.B) {
+	ctx := context.Background()
+	st, err := openStore(ctx, filepath.Join(b.TempDir(), "catalog.db"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer st.Close()
+	if _, err := st.seed(ctx, 1<<40); err != nil {
+		b.Fatal(err)
+	}
+	svc := newService(st, testTTL, nil, newReservationsCounter(prometheus.NewRegistry()))
+	for i := 0; b.Loop(); i++ {
+		r, _, err := svc.Reserve(ctx, ReserveRequest{OrderID: "o-" + strconv.Itoa(i), Items: []Item{{ProductID: "p-mug", Quantity: 1}, {ProductID: "p-espresso", Quantity: 2}}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := svc.Commit(ctx, r.ID); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

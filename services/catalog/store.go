@@ -70,7 +70,6 @@ func openStore(ctx context.Context, path string) (*store, error) {
 		return nil, fmt.Errorf("catalog store: %w", err)
 	}
 	write.SetMaxOpenConns(1)
-	write.SetConnMaxIdleTime(0)
 	s := &store{write: write}
 	if err := s.migrate(ctx); err != nil {
 		write.Close()
