@@ -3,16 +3,19 @@ package orders
 import "time"
 
 // Status is where an order's saga is. pending → reserved → charged → confirmed are the happy path;
-// confirmed, rejected and cancelled are terminal.
+// compensating means a step failed and the saga is undoing what may have happened (releasing stock,
+// refunding money) before it ends rejected or cancelled. confirmed, rejected and cancelled are terminal.
 type Status string
 
 const (
-	StatusPending   Status = "pending"
-	StatusReserved  Status = "reserved"
-	StatusCharged   Status = "charged"
-	StatusConfirmed Status = "confirmed"
-	StatusRejected  Status = "rejected"
-	StatusCancelled Status = "cancelled"
+	StatusPending  Status = "pending"
+	StatusReserved Status = "reserved"
+	StatusCharged  Status = "charged"
+	// StatusCompensating is in flight: the saga is releasing stock and refunding money before it ends.
+	StatusCompensating Status = "compensating"
+	StatusConfirmed    Status = "confirmed"
+	StatusRejected     Status = "rejected"
+	StatusCancelled    Status = "cancelled"
 )
 
 // Terminal reports whether the saga of an order in status s has ended.

@@ -1,0 +1,35 @@
+// Command orders serves the shop's orders and runs their saga over catalog and payments.
+package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/resilience-lab/lab/services/orders"
+	"github.com/resilience-lab/lab/services/platform"
+)
+
+func main() {
+	env := platform.NewEnv()
+	cfg := orders.ConfigFromEnv(env)
+	if err := env.Err(); err != nil {
+		fmt.Fprintf(os.Stderr, "orders: bad configuration:\n%v\n", err)
+		os.Exit(2)
+	}
+	logger := platform.NewLogger(os.Stdout, "orders", cfg.LogLevel)
+	ctx := context.Background()
+	svc, closer, err := orders.Open(ctx, cfg, logger, platform.NewRegistry())
+	if err != nil {
+		logger.Error("start", "err", err)
+		os.Exit(1)
+	}
+	runErr := platform.Run(ctx, svc, cfg.Addr, cfg.ShutdownTimeout)
+	if err := closer.Close(); err != nil {
+		logger.Error("close", "err", err)
+	}
+	if runErr != nil {
+		logger.Error("serve", "err", runErr)
+		os.Exit(1)
+	}
+}
