@@ -2,17 +2,28 @@
 // with the lab's http_fault toxic registered, so HTTP-level faults (error answers, delayed headers) go
 // through the same API as the TCP toxics. It is built into a FROM-scratch image like the services.
 //
+// Only the gateway and this API are published to the host, so the API also relays a few read-only
+// observation paths of the services (GET /observe/{service}/metrics, …/debug/resilience, …/readyz) for
+// the lab's measurements. The relay dials the services directly, never through a proxy, so a fault on a
+// link does not blind the measurement of it. LAB_OBSERVE lists the services: catalog=http://catalog:8081,…
+//
 //	toxiproxy [-host 0.0.0.0] [-port 8474]
 //	toxiproxy healthcheck http://127.0.0.1:8474/version
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/url"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
+	"time"
 
 	toxiproxy "github.com/Shopify/toxiproxy/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -40,10 +51,20 @@ func main() {
 	}
 	logger = logger.Level(level)
 
+	observed, err := parseObserve(os.Getenv("LAB_OBSERVE"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+
 	httpfault.Register()
 	server := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), logger)
+	mux := http.NewServeMux()
+	mux.Handle("GET /observe/{service}/{path...}", observeHandler(observed))
+	mux.Handle("/", server.Routes())
+	srv := &http.Server{Addr: net.JoinHostPort(*host, *port), Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
-	go func() { errc <- server.Listen(net.JoinHostPort(*host, *port)) }()
+	go func() { errc <- srv.ListenAndServe() }()
 
 	signals := make(chan os.Signal, 1)
 	signal.Notify(signals, syscall.SIGINT, syscall.SIGTERM)
@@ -53,8 +74,56 @@ func main() {
 		os.Exit(1)
 	case <-signals:
 	}
-	if err := server.Shutdown(); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
 		logger.Error().Err(err).Msg("shutdown")
 		os.Exit(1)
 	}
+}
+
+// observablePaths are the read-only paths the relay forwards.
+var observablePaths = map[string]bool{"metrics": true, "debug/resilience": true, "readyz": true, "healthz": true}
+
+// parseObserve reads LAB_OBSERVE: comma-separated name=base-URL pairs.
+func parseObserve(spec string) (map[string]*url.URL, error) {
+	out := map[string]*url.URL{}
+	for _, part := range strings.Split(spec, ",") {
+		if part = strings.TrimSpace(part); part == "" {
+			continue
+		}
+		name, raw, ok := strings.Cut(part, "=")
+		u, err := platform.ParseBaseURL(raw)
+		if !ok || name == "" || err != nil {
+			return nil, fmt.Errorf("LAB_OBSERVE: %q: want name=http://host:port", part)
+		}
+		out[name] = u
+	}
+	return out, nil
+}
+
+func observeHandler(services map[string]*url.URL) http.Handler {
+	client := &http.Client{Timeout: 5 * time.Second}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		base, ok := services[r.PathValue("service")]
+		if !ok || !observablePaths[r.PathValue("path")] {
+			platform.WriteError(w, platform.NotFound("no observable %s/%s", r.PathValue("service"), r.PathValue("path")))
+			return
+		}
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, base.JoinPath(r.PathValue("path")).String(), nil)
+		if err != nil {
+			platform.WriteError(w, platform.Errorf(http.StatusInternalServerError, "internal", "%v", err))
+			return
+		}
+		req.Header.Set("Accept", r.Header.Get("Accept"))
+		resp, err := client.Do(req)
+		if err != nil {
+			platform.WriteError(w, platform.Errorf(http.StatusBadGateway, "unreachable", "%v", err))
+			return
+		}
+		defer resp.Body.Close()
+		w.Header().Set("Content-Type", resp.Header.Get("Content-Type"))
+		w.WriteHeader(resp.StatusCode)
+		_, _ = io.Copy(w, resp.Body)
+	})
 }

@@ -1,0 +1,585 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"slices"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	toxiclient "github.com/Shopify/toxiproxy/v2/client"
+	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/network"
+	"github.com/moby/moby/client"
+	"github.com/testcontainers/testcontainers-go"
+	tclog "github.com/testcontainers/testcontainers-go/log"
+	tcnetwork "github.com/testcontainers/testcontainers-go/network"
+	"github.com/testcontainers/testcontainers-go/wait"
+)
+
+const (
+	// ManagedLabel marks every container, network and image the lab creates (`make clean` removes them).
+	ManagedLabel = "org.resilience-lab.managed"
+	// ownerLabel holds the pid of the process that owns a stack, so a later run can remove the
+	// containers of a run that died without cleaning up (Ryuk is off) and leave live ones alone.
+	ownerLabel   = "org.resilience-lab.owner-pid"
+	serviceLabel = "org.resilience-lab.service"
+
+	toxiproxyAPIPort = 8474
+	// JWTSecret signs the gateway's dev tokens inside the lab.
+	JWTSecret = "resilience-lab-scenarios-secret-0123456789abcdef"
+)
+
+// Link is one caller→callee arrow of the shop, routed through its own Toxiproxy proxy.
+type Link struct {
+	Name   string // caller-callee: the proxy's name, the metric label, the policy env prefix
+	Caller string
+	Callee string
+	Port   int // the proxy's listen port inside the Toxiproxy container
+}
+
+// Links are every inter-service link of the shop.
+var Links = []Link{
+	{"gateway-catalog", "gateway", "catalog", 20001},
+	{"gateway-orders", "gateway", "orders", 20002},
+	{"gateway-payments", "gateway", "payments", 20003},
+	{"orders-catalog", "orders", "catalog", 20004},
+	{"orders-payments", "orders", "payments", 20005},
+}
+
+// LinkByName returns the link called name.
+func LinkByName(name string) (Link, bool) {
+	for _, l := range Links {
+		if l.Name == name {
+			return l, true
+		}
+	}
+	return Link{}, false
+}
+
+// Services are the shop's services in start order (callees before callers).
+var Services = []string{"catalog", "payments", "orders", "gateway"}
+
+// ServicePorts are the ports the services listen on inside their containers.
+var ServicePorts = map[string]int{"gateway": 8080, "catalog": 8081, "orders": 8082, "payments": 8083}
+
+// ErrNoDocker is returned by Start when no Docker engine answers.
+var ErrNoDocker = errors.New("no Docker engine answers")
+
+// Config configures a stack.
+type Config struct {
+	// Progress receives one line per step while the stack starts and changes; nil discards them.
+	Progress io.Writer
+	// Env adds or overrides environment variables per service ("orders" → ORDERS_PAYMENTS_BREAKER=…).
+	Env map[string]map[string]string
+	// ContainerLogs, when set, receives testcontainers' own log lines (image checks, waits).
+	ContainerLogs io.Writer
+}
+
+// Stack is the running shop: four services and a Toxiproxy on a private Docker network. Only the
+// gateway and the Toxiproxy API are published, on 127.0.0.1. It is safe for concurrent use.
+type Stack struct {
+	id       string
+	root     string
+	provider *testcontainers.DockerProvider
+	docker   client.APIClient
+	network  *testcontainers.DockerNetwork
+	images   map[string]string
+	progress io.Writer
+	tclogger tclog.Logger
+
+	mu         sync.Mutex
+	containers map[string]*testcontainers.DockerContainer
+	env        map[string]map[string]string // the extra env each service runs with
+	gatewayURL string
+
+	// ToxiproxyURL is the Toxiproxy API on 127.0.0.1.
+	ToxiproxyURL string
+	// Toxiproxy is a client of that API.
+	Toxiproxy *toxiclient.Client
+
+	stopSignals chan os.Signal
+	closeOnce   sync.Once
+	closeErr    error
+}
+
+// Start builds what changed, starts the shop and returns it once every service is ready. On failure
+// everything it started is removed again. The caller must Close the stack; Start also closes it on
+// SIGINT/SIGTERM, since nothing else would (Ryuk is off).
+func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
+	progress := cfg.Progress
+	if progress == nil {
+		progress = io.Discard
+	}
+	logsTo := cfg.ContainerLogs
+	if logsTo == nil {
+		logsTo = io.Discard
+	}
+	ensureTestcontainersEnv()
+	begin := time.Now()
+	provider, err := testcontainers.NewDockerProvider(testcontainers.WithLogger(writerLogger{logsTo}))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoDocker, err)
+	}
+	if err := provider.Health(ctx); err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrNoDocker, err)
+	}
+	root, err := RepoRoot()
+	if err != nil {
+		return nil, err
+	}
+	s := &Stack{
+		id:         strconv.FormatInt(time.Now().UnixMilli()%1_000_000, 36) + strconv.Itoa(os.Getpid()%1000),
+		root:       root,
+		provider:   provider,
+		docker:     provider.Client(),
+		images:     map[string]string{},
+		progress:   progress,
+		tclogger:   writerLogger{logsTo},
+		containers: map[string]*testcontainers.DockerContainer{},
+		env:        map[string]map[string]string{},
+	}
+	for svc, e := range cfg.Env {
+		s.env[svc] = maps.Clone(e)
+	}
+	s.sweepOrphans(ctx)
+	s.stopSignals = make(chan os.Signal, 1)
+	signal.Notify(s.stopSignals, os.Interrupt, syscall.SIGTERM)
+	go s.closeOnSignal()
+	defer func() {
+		if err != nil {
+			_ = s.Close(context.WithoutCancel(ctx))
+		}
+	}()
+
+	names := slices.Concat(Services, []string{"toxiproxy"})
+	if err := BuildBinaries(ctx, root, names, progress); err != nil {
+		return nil, err
+	}
+	for _, n := range names {
+		tag, err := BuildImage(ctx, provider, root, n, progress)
+		if err != nil {
+			return nil, err
+		}
+		s.images[n] = tag
+	}
+	s.network, err = tcnetwork.New(ctx, tcnetwork.WithLabels(s.labels("")))
+	if err != nil {
+		return nil, fmt.Errorf("lab: create network: %w", err)
+	}
+	fmt.Fprintf(progress, "lab: network %s\n", s.network.Name)
+	if err := s.startToxiproxy(ctx); err != nil {
+		return nil, err
+	}
+	// Callees first: catalog and payments together, then orders, then the gateway.
+	for _, batch := range [][]string{{"catalog", "payments"}, {"orders"}, {"gateway"}} {
+		errs := make([]error, len(batch))
+		var wg sync.WaitGroup
+		for i, svc := range batch {
+			wg.Go(func() { errs[i] = s.startService(ctx, svc) })
+		}
+		wg.Wait()
+		if err := errors.Join(errs...); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(progress, "lab: stack ready in %.1fs: gateway %s, toxiproxy %s\n",
+		time.Since(begin).Seconds(), s.GatewayURL(), s.ToxiproxyURL)
+	return s, nil
+}
+
+// ensureTestcontainersEnv sets what testcontainers needs on this kind of machine when the caller (the
+// Makefile) has not: the host override (it would otherwise dial the default gateway) and no Ryuk
+// (its image cannot be pulled; the harness removes everything itself).
+func ensureTestcontainersEnv() {
+	for k, v := range map[string]string{"TESTCONTAINERS_HOST_OVERRIDE": "127.0.0.1", "TESTCONTAINERS_RYUK_DISABLED": "true"} {
+		if os.Getenv(k) == "" {
+			_ = os.Setenv(k, v)
+		}
+	}
+}
+
+// GatewayURL is the gateway's base URL on 127.0.0.1 (it changes when the gateway is recreated).
+func (s *Stack) GatewayURL() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gatewayURL
+}
+
+// ObserveURL is where the harness reads path (metrics, debug/resilience, readyz) of service: through
+// the Toxiproxy container's relay, which dials the service directly, past every fault.
+func (s *Stack) ObserveURL(service, path string) string {
+	return s.ToxiproxyURL + "/observe/" + service + "/" + path
+}
+
+func (s *Stack) labels(service string) map[string]string {
+	l := map[string]string{ManagedLabel: "true", ownerLabel: strconv.Itoa(os.Getpid())}
+	if service != "" {
+		l[serviceLabel] = service
+	}
+	return l
+}
+
+func (s *Stack) baseRequest(name string) testcontainers.ContainerRequest {
+	return testcontainers.ContainerRequest{
+		Image:          s.images[name],
+		Name:           "reslab-" + s.id + "-" + name,
+		Labels:         s.labels(name),
+		Networks:       []string{s.network.Name},
+		NetworkAliases: map[string][]string{s.network.Name: {name}},
+		Tmpfs:          map[string]string{"/tmp": "rw"},
+	}
+}
+
+// publishOnLoopback binds port to an ephemeral port on 127.0.0.1 only.
+func publishOnLoopback(port int) func(*container.HostConfig) {
+	return func(hc *container.HostConfig) {
+		p := network.MustParsePort(strconv.Itoa(port) + "/tcp")
+		hc.PortBindings = network.PortMap{p: {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: "0"}}}
+	}
+}
+
+func (s *Stack) startToxiproxy(ctx context.Context) error {
+	req := s.baseRequest("toxiproxy")
+	var observe string
+	for _, svc := range Services {
+		observe += fmt.Sprintf("%s=http://%s:%d,", svc, svc, ServicePorts[svc])
+	}
+	req.Env = map[string]string{"LAB_OBSERVE": observe, "LOG_LEVEL": "warn"}
+	req.ExposedPorts = []string{fmt.Sprintf("%d/tcp", toxiproxyAPIPort)}
+	req.HostConfigModifier = publishOnLoopback(toxiproxyAPIPort)
+	req.WaitingFor = wait.ForHTTP("/version").WithPort(fmt.Sprintf("%d/tcp", toxiproxyAPIPort)).
+		WithPollInterval(200 * time.Millisecond).WithStartupTimeout(60 * time.Second)
+	c, err := s.run(ctx, "toxiproxy", req)
+	if err != nil {
+		return err
+	}
+	port, err := c.MappedPort(ctx, fmt.Sprintf("%d/tcp", toxiproxyAPIPort))
+	if err != nil {
+		return fmt.Errorf("lab: toxiproxy port: %w", err)
+	}
+	s.ToxiproxyURL = fmt.Sprintf("http://127.0.0.1:%d", port.Num())
+	s.Toxiproxy = toxiclient.NewClient(s.ToxiproxyURL)
+	proxies := make([]toxiclient.Proxy, 0, len(Links))
+	for _, l := range Links {
+		proxies = append(proxies, toxiclient.Proxy{
+			Name: l.Name, Listen: fmt.Sprintf("0.0.0.0:%d", l.Port),
+			Upstream: fmt.Sprintf("%s:%d", l.Callee, ServicePorts[l.Callee]), Enabled: true,
+		})
+	}
+	if _, err := s.Toxiproxy.Populate(proxies); err != nil {
+		return fmt.Errorf("lab: create proxies: %w", err)
+	}
+	fmt.Fprintf(s.progress, "lab: toxiproxy up with %d proxies\n", len(proxies))
+	return nil
+}
+
+// serviceEnv is the environment of svc: its address and database, its downstream URLs through the
+// proxies of its links, then the configured extras.
+func (s *Stack) serviceEnv(svc string) map[string]string {
+	up := map[string]string{"catalog": "CATALOG_URL", "orders": "ORDERS_URL", "payments": "PAYMENTS_URL"}
+	env := map[string]string{
+		"LOG_LEVEL":              "warn",
+		"SHUTDOWN_TIMEOUT":       "2s",
+		upperName(svc) + "_ADDR": fmt.Sprintf(":%d", ServicePorts[svc]),
+	}
+	switch svc {
+	case "gateway":
+		env["GATEWAY_JWT_SECRET"] = JWTSecret
+		env["GATEWAY_DEV_TOKENS"] = "true"
+	default:
+		env[upperName(svc)+"_DB"] = "/data/" + svc + ".db"
+	}
+	for _, l := range Links {
+		if l.Caller == svc {
+			env[up[l.Callee]] = fmt.Sprintf("http://toxiproxy:%d", l.Port)
+		}
+	}
+	s.mu.Lock()
+	maps.Copy(env, s.env[svc])
+	s.mu.Unlock()
+	return env
+}
+
+func upperName(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if c >= 'a' && c <= 'z' {
+			b[i] = c - 'a' + 'A'
+		}
+	}
+	return string(b)
+}
+
+func (s *Stack) startService(ctx context.Context, svc string) error {
+	req := s.baseRequest(svc)
+	req.Env = s.serviceEnv(svc)
+	port := ServicePorts[svc]
+	if svc == "gateway" {
+		req.ExposedPorts = []string{fmt.Sprintf("%d/tcp", port)}
+		req.HostConfigModifier = publishOnLoopback(port)
+	}
+	// The images have no shell: the service's own binary probes its readiness from inside.
+	req.WaitingFor = wait.ForExec([]string{"/app", "healthcheck", fmt.Sprintf("http://127.0.0.1:%d/readyz", port)}).
+		WithPollInterval(250 * time.Millisecond).WithStartupTimeout(90 * time.Second)
+	c, err := s.run(ctx, svc, req)
+	if err != nil {
+		return err
+	}
+	if svc == "gateway" {
+		p, err := c.MappedPort(ctx, fmt.Sprintf("%d/tcp", port))
+		if err != nil {
+			return fmt.Errorf("lab: gateway port: %w", err)
+		}
+		s.mu.Lock()
+		s.gatewayURL = fmt.Sprintf("http://127.0.0.1:%d", p.Num())
+		s.mu.Unlock()
+	}
+	return nil
+}
+
+func (s *Stack) run(ctx context.Context, name string, req testcontainers.ContainerRequest) (*testcontainers.DockerContainer, error) {
+	begin := time.Now()
+	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
+		ContainerRequest: req, Started: true, Logger: s.tclogger,
+	})
+	if dc, ok := c.(*testcontainers.DockerContainer); ok && dc != nil {
+		s.mu.Lock()
+		s.containers[name] = dc
+		s.mu.Unlock()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lab: start %s: %w%s", name, err, s.logTail(ctx, name))
+	}
+	fmt.Fprintf(s.progress, "lab: %-9s ready in %.1fs\n", name, time.Since(begin).Seconds())
+	return c.(*testcontainers.DockerContainer), nil
+}
+
+// logTail returns the last lines a container logged, to explain why it did not become ready.
+func (s *Stack) logTail(ctx context.Context, name string) string {
+	s.mu.Lock()
+	c := s.containers[name]
+	s.mu.Unlock()
+	if c == nil {
+		return ""
+	}
+	rc, err := c.Logs(ctx)
+	if err != nil {
+		return ""
+	}
+	defer rc.Close()
+	data, _ := io.ReadAll(io.LimitReader(rc, 1<<20))
+	if len(data) > 2000 {
+		data = data[len(data)-2000:]
+	}
+	return "\n--- last log lines of " + name + " ---\n" + string(data)
+}
+
+// Container returns the container of service (for container faults).
+func (s *Stack) Container(service string) (*testcontainers.DockerContainer, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, ok := s.containers[service]
+	return c, ok
+}
+
+// Docker is the Docker API client the stack uses.
+func (s *Stack) Docker() client.APIClient { return s.docker }
+
+// Env returns the extra environment service currently runs with.
+func (s *Stack) Env(service string) map[string]string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return maps.Clone(s.env[service])
+}
+
+// Reconfigure recreates, in start order, every service whose extra environment differs from env (a
+// service missing from env goes back to no extras). A recreated service starts with an empty database.
+func (s *Stack) Reconfigure(ctx context.Context, env map[string]map[string]string) error {
+	for _, svc := range Services {
+		s.mu.Lock()
+		same := maps.Equal(s.env[svc], env[svc]) || (len(s.env[svc]) == 0 && len(env[svc]) == 0)
+		old := s.containers[svc]
+		s.mu.Unlock()
+		if same {
+			continue
+		}
+		fmt.Fprintf(s.progress, "lab: recreating %s with %v\n", svc, env[svc])
+		if old != nil {
+			if err := old.Terminate(ctx, testcontainers.StopTimeout(2*time.Second)); err != nil {
+				return fmt.Errorf("lab: remove %s: %w", svc, err)
+			}
+		}
+		s.mu.Lock()
+		delete(s.containers, svc)
+		s.env[svc] = maps.Clone(env[svc])
+		s.mu.Unlock()
+		if err := s.startService(ctx, svc); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Reset undoes every fault: it removes all toxics, enables every proxy, unpauses or starts every
+// service container that is not running, and waits until every service is ready again.
+func (s *Stack) Reset(ctx context.Context) error {
+	if err := s.Toxiproxy.ResetState(); err != nil {
+		return fmt.Errorf("lab: reset toxiproxy: %w", err)
+	}
+	for _, svc := range Services {
+		c, ok := s.Container(svc)
+		if !ok {
+			return fmt.Errorf("lab: %s has no container", svc)
+		}
+		st, err := c.State(ctx)
+		if err != nil {
+			return fmt.Errorf("lab: state of %s: %w", svc, err)
+		}
+		switch {
+		case st.Paused:
+			if _, err := s.docker.ContainerUnpause(ctx, c.GetContainerID(), client.ContainerUnpauseOptions{}); err != nil {
+				return fmt.Errorf("lab: unpause %s: %w", svc, err)
+			}
+		case !st.Running:
+			if _, err := s.docker.ContainerStart(ctx, c.GetContainerID(), client.ContainerStartOptions{}); err != nil {
+				return fmt.Errorf("lab: start %s: %w", svc, err)
+			}
+		}
+	}
+	return s.WaitReady(ctx, 60*time.Second)
+}
+
+// WaitReady polls every service's /readyz (through the relay) until all answer 200 or timeout passes.
+func (s *Stack) WaitReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for _, svc := range Services {
+		for {
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.ObserveURL(svc, "readyz"), nil)
+			resp, err := hc.Do(req)
+			if err == nil {
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("lab: %s not ready within %s", svc, timeout)
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	return nil
+}
+
+// Close removes every container and the network. It is idempotent and safe to call from a signal
+// handler, a deferred recover or TestMain.
+func (s *Stack) Close(ctx context.Context) error {
+	s.closeOnce.Do(func() {
+		if s.stopSignals != nil {
+			signal.Stop(s.stopSignals)
+			close(s.stopSignals)
+		}
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 60*time.Second)
+		defer cancel()
+		s.mu.Lock()
+		cs := maps.Clone(s.containers)
+		s.mu.Unlock()
+		var errs []error
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		for name, c := range cs {
+			wg.Go(func() {
+				if err := c.Terminate(ctx, testcontainers.StopTimeout(2*time.Second)); err != nil {
+					mu.Lock()
+					errs = append(errs, fmt.Errorf("remove %s: %w", name, err))
+					mu.Unlock()
+				}
+			})
+		}
+		wg.Wait()
+		if s.network != nil {
+			if err := s.network.Remove(ctx); err != nil {
+				errs = append(errs, fmt.Errorf("remove network: %w", err))
+			}
+		}
+		s.closeErr = errors.Join(errs...)
+		fmt.Fprintf(s.progress, "lab: stack removed (%d containers)\n", len(cs))
+	})
+	return s.closeErr
+}
+
+// CloseOnPanic closes the stack when the calling goroutine is panicking, then panics on: a panic in a
+// test skips TestMain's cleanup. Use it as `defer stack.CloseOnPanic()`.
+func (s *Stack) CloseOnPanic() {
+	if v := recover(); v != nil {
+		_ = s.Close(context.Background())
+		panic(v)
+	}
+}
+
+func (s *Stack) closeOnSignal() {
+	sig, ok := <-s.stopSignals
+	if !ok {
+		return
+	}
+	fmt.Fprintf(s.progress, "lab: %v: removing the stack\n", sig)
+	_ = s.Close(context.Background())
+	os.Exit(130)
+}
+
+// sweepOrphans removes lab containers and networks left by processes that are gone.
+func (s *Stack) sweepOrphans(ctx context.Context) {
+	f := make(client.Filters).Add("label", ManagedLabel+"=true")
+	cs, err := s.docker.ContainerList(ctx, client.ContainerListOptions{All: true, Filters: f})
+	if err != nil {
+		return
+	}
+	for _, c := range cs.Items {
+		if ownerAlive(c.Labels[ownerLabel]) {
+			continue
+		}
+		fmt.Fprintf(s.progress, "lab: removing container %s left by a finished run\n", c.ID[:12])
+		_, _ = s.docker.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	}
+	ns, err := s.docker.NetworkList(ctx, client.NetworkListOptions{Filters: f})
+	if err != nil {
+		return
+	}
+	for _, n := range ns.Items {
+		if !ownerAlive(n.Labels[ownerLabel]) {
+			_, _ = s.docker.NetworkRemove(ctx, n.ID, client.NetworkRemoveOptions{})
+		}
+	}
+}
+
+// ownerAlive reports whether the pid in a label is a running process; compose stacks (no label) count
+// as alive, since they are not ours to remove.
+func ownerAlive(label string) bool {
+	pid, err := strconv.Atoi(label)
+	if err != nil || pid <= 0 {
+		return true
+	}
+	if pid == os.Getpid() {
+		return true
+	}
+	return syscall.Kill(pid, 0) == nil
+}
+
+// writerLogger adapts an io.Writer to testcontainers' logger.
+type writerLogger struct{ w io.Writer }
+
+func (l writerLogger) Printf(format string, v ...any) { fmt.Fprintf(l.w, format+"\n", v...) }
