@@ -1,0 +1,365 @@
+package loadtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Defaults for Options left zero.
+const (
+	DefaultTimeout     = 10 * time.Second
+	DefaultMaxInFlight = 1000
+	// maxCapturedBody bounds what OnResponse is handed; longer bodies are cut.
+	maxCapturedBody = 4 << 20
+)
+
+// Clock is the time source of a run; tests inject a fake one to check the schedule without waiting.
+type Clock interface {
+	Now() time.Time
+	// Sleep waits for d or until ctx is done, whichever comes first.
+	Sleep(ctx context.Context, d time.Duration)
+}
+
+// SystemClock is the real clock.
+func SystemClock() Clock { return systemClock{} }
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+func (systemClock) Sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+}
+
+// Action is something to do at a fixed offset into a run, concurrently with the load: the extension
+// point for injecting and lifting faults (the chaos lab) or for marking moments in a report. An action
+// that is still running when the schedule ends is waited for; one not yet started is skipped.
+type Action struct {
+	Name string
+	At   time.Duration
+	Do   func(ctx context.Context) error
+}
+
+// Options configure Run.
+type Options struct {
+	Profile Profile
+	Mix     *Mix
+	// MaxRequests is a hard cap on requests scheduled (sent or dropped); the run stops when it is reached.
+	// It is required: a load test is bounded in count as well as in time.
+	MaxRequests uint64
+	// MaxInFlight caps outstanding requests; a request due while it is reached is dropped, not queued.
+	MaxInFlight int
+	// Timeout bounds each request, body included.
+	Timeout time.Duration
+	// Client sends the requests; nil means NewClient(MaxInFlight).
+	Client *http.Client
+	// Actions run at their offsets during the run.
+	Actions []Action
+	// Progress, when set, is called once per second of the schedule from the goroutine that collects
+	// results; it must return quickly.
+	Progress func(Progress)
+	// Clock is the time source; nil means SystemClock.
+	Clock Clock
+}
+
+// NewClient returns an HTTP client tuned for load: enough idle connections kept per host for
+// maxInFlight concurrent requests (the default of 2 would make nearly every request dial), no
+// compression, no redirects followed, no proxy from the environment.
+func NewClient(maxInFlight int) *http.Client {
+	if maxInFlight <= 0 {
+		maxInFlight = DefaultMaxInFlight
+	}
+	return &http.Client{
+		Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        maxInFlight,
+			MaxIdleConnsPerHost: maxInFlight,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+// Run plays the profile with the mix and returns what it measured. It returns an error only for invalid
+// options; failed requests are results, not errors. Canceling ctx stops scheduling, aborts in-flight
+// requests and returns the partial result with Canceled set.
+func Run(ctx context.Context, o Options) (*Result, error) {
+	if err := o.Profile.Validate(); err != nil {
+		return nil, err
+	}
+	if o.Mix == nil {
+		return nil, errors.New("loadtest: Options.Mix is required")
+	}
+	if o.MaxRequests == 0 {
+		return nil, errors.New("loadtest: Options.MaxRequests must be set (a load test is bounded in count)")
+	}
+	if o.MaxInFlight < 0 || o.Timeout < 0 {
+		return nil, errors.New("loadtest: MaxInFlight and Timeout must not be negative")
+	}
+	if o.MaxInFlight == 0 {
+		o.MaxInFlight = DefaultMaxInFlight
+	}
+	if o.Timeout == 0 {
+		o.Timeout = DefaultTimeout
+	}
+	if o.Client == nil {
+		o.Client = NewClient(o.MaxInFlight)
+	}
+	if o.Clock == nil {
+		o.Clock = SystemClock()
+	}
+	actions := append([]Action(nil), o.Actions...)
+	sort.SliceStable(actions, func(i, j int) bool { return actions[i].At < actions[j].At })
+	for _, a := range actions {
+		if a.Do == nil || a.At < 0 || a.At > o.Profile.Duration() {
+			return nil, fmt.Errorf("loadtest: action %q needs a Do function and an offset within the profile (0–%s), got %s",
+				a.Name, o.Profile.Duration(), a.At)
+		}
+	}
+	r := &runner{o: o, kinds: o.Mix.kinds, actions: actions}
+	return r.run(ctx), nil
+}
+
+type runner struct {
+	o       Options
+	kinds   []Kind
+	actions []Action
+
+	ctx      context.Context // canceled when the caller cancels: aborts requests and actions
+	start    time.Time
+	inflight atomic.Int64
+	requests sync.WaitGroup
+	results  chan doneEvent
+
+	actionWG sync.WaitGroup
+	records  []ActionRecord // written by each action's goroutine at its own index
+}
+
+// schedState is what the scheduler loop keeps about the second it is filling.
+type schedState struct {
+	second          int
+	sent, dropped   uint64
+	lagMax          time.Duration
+	kindSent, kindD []uint64
+}
+
+func (r *runner) run(ctx context.Context) *Result {
+	r.ctx = ctx
+	r.results = make(chan doneEvent, 1<<14)
+	closes := make(chan closeEvent, 64)
+	names := make([]string, len(r.kinds))
+	for i, k := range r.kinds {
+		names[i] = k.Name
+	}
+	col := newCollector(names, r.o.Progress, r.inflight.Load)
+	collected := make(chan struct{})
+	go func() {
+		defer close(collected)
+		results, closes := r.results, closes
+		for results != nil || closes != nil {
+			select {
+			case ev, ok := <-results:
+				if !ok {
+					results = nil
+					continue
+				}
+				col.done(ev)
+			case ev, ok := <-closes:
+				if !ok {
+					closes = nil
+					continue
+				}
+				col.close(ev)
+			}
+		}
+	}()
+
+	r.start = r.o.Clock.Now()
+	res := &Result{
+		Profile:     r.o.Profile,
+		Started:     r.start.UTC(),
+		MaxInFlight: r.o.MaxInFlight,
+		MaxRequests: r.o.MaxRequests,
+	}
+	r.records = make([]ActionRecord, len(r.actions))
+	span, st := r.schedule(ctx, closes, res)
+	close(closes)
+	r.requests.Wait()
+	close(r.results)
+	r.actionWG.Wait()
+	<-collected
+
+	res.SpanSeconds = span.Seconds()
+	seconds := int(math.Ceil(span.Seconds()))
+	col.kindCounts(st.kindSent, st.kindD)
+	res.Totals, res.Seconds, res.Kinds = col.result(seconds, span)
+	res.Actions = r.records
+	return res
+}
+
+// schedule is the open-model loop: it sends every request at its due time (or as soon after as the
+// clock lets it, sending overdue ones at once), never waiting for earlier requests. It returns how long
+// it scheduled for and its per-kind counts.
+func (r *runner) schedule(ctx context.Context, closes chan<- closeEvent, res *Result) (time.Duration, *schedState) {
+	p := r.o.Profile
+	end := p.Duration()
+	sched := newSchedule(p)
+	st := &schedState{kindSent: make([]uint64, len(r.kinds)), kindD: make([]uint64, len(r.kinds))}
+	closeSecond := func() {
+		from, to := time.Duration(st.second)*time.Second, time.Duration(st.second+1)*time.Second
+		closes <- closeEvent{
+			second:  st.second,
+			target:  p.Count(min(to, end)) - p.Count(from),
+			sent:    st.sent,
+			dropped: st.dropped,
+			lagMax:  st.lagMax,
+		}
+		st.second++
+		st.sent, st.dropped, st.lagMax = 0, 0, 0
+	}
+
+	var seq uint64
+	nextAction := 0
+	due, more := sched.next()
+	for {
+		now := r.o.Clock.Now().Sub(r.start)
+		if ctx.Err() != nil {
+			res.Canceled = true
+			closeSecond()
+			r.skipActions(nextAction)
+			return min(now, end), st
+		}
+		for more && due <= now {
+			if seq >= r.o.MaxRequests {
+				res.Capped = true
+				closeSecond()
+				r.skipActions(nextAction)
+				return min(now, end), st
+			}
+			for st.second < int(due/time.Second) {
+				closeSecond()
+			}
+			k := r.o.Mix.pick(seq)
+			if r.inflight.Load() >= int64(r.o.MaxInFlight) {
+				st.dropped++
+				st.kindD[k]++
+			} else {
+				r.inflight.Add(1)
+				r.requests.Add(1)
+				go r.fire(seq, k, due)
+				st.sent++
+				st.kindSent[k]++
+				if lag := now - due; lag > st.lagMax {
+					st.lagMax = lag
+				}
+			}
+			seq++
+			due, more = sched.next()
+		}
+		for nextAction < len(r.actions) && r.actions[nextAction].At <= now {
+			r.startAction(nextAction, now)
+			nextAction++
+		}
+		// Every request due before now has been sent, so the seconds that ended by now are complete.
+		for time.Duration(st.second+1)*time.Second <= min(now, end) {
+			closeSecond()
+		}
+		if now >= end {
+			if time.Duration(st.second)*time.Second < end {
+				closeSecond() // the last, partial second
+			}
+			return end, st
+		}
+		// Wake for the next request, the next second boundary (to report progress) or the next action.
+		wake := min(end, time.Duration(st.second+1)*time.Second)
+		if more && due < wake {
+			wake = due
+		}
+		if nextAction < len(r.actions) && r.actions[nextAction].At < wake {
+			wake = r.actions[nextAction].At
+		}
+		if wake > now {
+			r.o.Clock.Sleep(ctx, wake-now)
+		}
+	}
+}
+
+func (r *runner) startAction(i int, now time.Duration) {
+	a := r.actions[i]
+	r.records[i] = ActionRecord{Name: a.Name, At: a.At.Seconds(), Started: now.Seconds()}
+	r.actionWG.Add(1)
+	go func() {
+		defer r.actionWG.Done()
+		err := a.Do(r.ctx)
+		r.records[i].Finished = r.o.Clock.Now().Sub(r.start).Seconds()
+		if err != nil {
+			r.records[i].Error = err.Error()
+		}
+	}()
+}
+
+func (r *runner) skipActions(from int) {
+	for i := from; i < len(r.actions); i++ {
+		r.records[i] = ActionRecord{Name: r.actions[i].Name, At: r.actions[i].At.Seconds(), Skipped: true}
+	}
+}
+
+// fire sends one request and reports it; its latency runs from the due time, so time spent waiting for
+// the generator or for a connection counts against the target just as a real client would feel it.
+func (r *runner) fire(seq uint64, kind int, due time.Duration) {
+	defer r.requests.Done()
+	k := &r.kinds[kind]
+	ctx, cancel := context.WithTimeout(r.ctx, r.o.Timeout)
+	out := r.do(ctx, k, seq)
+	cancel()
+	completed := r.o.Clock.Now().Sub(r.start)
+	r.inflight.Add(-1)
+	r.results <- doneEvent{
+		second:    int32(due / time.Second),
+		kind:      int32(kind),
+		latency:   completed - due,
+		completed: completed,
+		outcome:   out,
+	}
+}
+
+func (r *runner) do(ctx context.Context, k *Kind, seq uint64) Outcome {
+	req, err := k.Build(ctx, seq)
+	if err != nil {
+		return Outcome{Class: ClassBuild}
+	}
+	resp, err := r.o.Client.Do(req)
+	if err != nil {
+		return k.Classify(nil, err)
+	}
+	var body []byte
+	if k.OnResponse != nil {
+		body, err = io.ReadAll(io.LimitReader(resp.Body, maxCapturedBody))
+	} else {
+		_, err = io.Copy(io.Discard, resp.Body)
+	}
+	resp.Body.Close()
+	if err != nil {
+		return k.Classify(nil, err)
+	}
+	out := k.Classify(resp, nil)
+	if out.OK && k.OnResponse != nil {
+		k.OnResponse(resp, body)
+	}
+	return out
+}
