@@ -1,0 +1,122 @@
+package gateway
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/resilience-lab/lab/services/platform"
+)
+
+// DevJWTSecret signs tokens when GATEWAY_DEV_TOKENS=true and no GATEWAY_JWT_SECRET is set. It is public,
+// so Open logs a warning whenever it is used.
+const DevJWTSecret = "resilience-lab-dev-secret-not-for-production"
+
+// MinJWTSecretBytes is the shortest HS256 secret accepted (RFC 7518 §3.2: at least the hash size).
+const MinJWTSecretBytes = 32
+
+// Config configures the gateway.
+type Config struct {
+	Addr            string        // GATEWAY_ADDR, default ":8080"
+	LogLevel        slog.Level    // LOG_LEVEL, default info
+	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT, default 10s
+
+	CatalogURL  string // CATALOG_URL, default "http://localhost:8081"
+	OrdersURL   string // ORDERS_URL, default "http://localhost:8082"
+	PaymentsURL string // PAYMENTS_URL, default "http://localhost:8083"
+
+	// Client options per downstream link (gateway-catalog, gateway-orders, gateway-payments); the
+	// resilience work injects its policies here.
+	CatalogOptions  []platform.ClientOption
+	OrdersOptions   []platform.ClientOption
+	PaymentsOptions []platform.ClientOption
+	// IsCircuitOpen reports whether a downstream error means the policy layer's breaker is open, so the
+	// gateway answers 503 instead of 502. nil: never.
+	IsCircuitOpen func(error) bool
+
+	JWTSecret string        // GATEWAY_JWT_SECRET: HS256 key, ≥ 32 bytes; required unless DevTokens
+	JWTIssuer string        // GATEWAY_JWT_ISSUER, default "resilience-lab"
+	DevTokens bool          // GATEWAY_DEV_TOKENS, default true: serve POST /api/token
+	TokenTTL  time.Duration // GATEWAY_TOKEN_TTL, default 1h: lifetime of a dev token without ttl_seconds
+
+	RateLimitRPS   float64 // GATEWAY_RATE_LIMIT_RPS, default 100: sustained requests per second per client
+	RateLimitBurst int     // GATEWAY_RATE_LIMIT_BURST, default 200
+	// RateLimitMaxClients bounds the limiters held at once (GATEWAY_RATE_LIMIT_MAX_CLIENTS, default 100000).
+	RateLimitMaxClients int
+
+	// DetailsPartTimeout bounds each part (a product, the payment) of GET /api/orders/{id}/details, so one
+	// slow downstream degrades the aggregate instead of stalling it (GATEWAY_DETAILS_PART_TIMEOUT, default 2s).
+	DetailsPartTimeout time.Duration
+
+	Now func() time.Time // nil = time.Now; tests inject a clock
+}
+
+// ConfigFromEnv reads the gateway's configuration; env.Err() lists every bad value.
+func ConfigFromEnv(env *platform.Env) Config {
+	cfg := Config{
+		Addr:                env.String("GATEWAY_ADDR", ":8080"),
+		LogLevel:            env.LogLevel("LOG_LEVEL", slog.LevelInfo),
+		ShutdownTimeout:     env.Duration("SHUTDOWN_TIMEOUT", 10*time.Second),
+		CatalogURL:          env.String("CATALOG_URL", "http://localhost:8081"),
+		OrdersURL:           env.String("ORDERS_URL", "http://localhost:8082"),
+		PaymentsURL:         env.String("PAYMENTS_URL", "http://localhost:8083"),
+		JWTSecret:           env.String("GATEWAY_JWT_SECRET", ""),
+		JWTIssuer:           env.String("GATEWAY_JWT_ISSUER", "resilience-lab"),
+		DevTokens:           env.Bool("GATEWAY_DEV_TOKENS", true),
+		TokenTTL:            env.Duration("GATEWAY_TOKEN_TTL", time.Hour),
+		RateLimitRPS:        env.Float("GATEWAY_RATE_LIMIT_RPS", 100),
+		RateLimitBurst:      env.Int("GATEWAY_RATE_LIMIT_BURST", 200),
+		RateLimitMaxClients: env.Int("GATEWAY_RATE_LIMIT_MAX_CLIENTS", 100_000),
+		DetailsPartTimeout:  env.Duration("GATEWAY_DETAILS_PART_TIMEOUT", 2*time.Second),
+	}
+	if cfg.JWTSecret == "" && !cfg.DevTokens {
+		env.Fail("GATEWAY_JWT_SECRET is required unless GATEWAY_DEV_TOKENS=true")
+	}
+	if err := cfg.validate(); err != nil {
+		env.Fail("%v", err)
+	}
+	return cfg
+}
+
+// validate checks what ConfigFromEnv and Open both need; Open runs it too because tests build Config
+// directly.
+func (cfg Config) validate() error {
+	var errs []error
+	for _, u := range []struct{ name, url string }{
+		{"CATALOG_URL", cfg.CatalogURL}, {"ORDERS_URL", cfg.OrdersURL}, {"PAYMENTS_URL", cfg.PaymentsURL},
+	} {
+		if _, err := platform.ParseBaseURL(u.url); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", u.name, err))
+		}
+	}
+	if cfg.JWTSecret != "" && len(cfg.JWTSecret) < MinJWTSecretBytes {
+		errs = append(errs, fmt.Errorf("GATEWAY_JWT_SECRET must be at least %d bytes", MinJWTSecretBytes))
+	}
+	if cfg.JWTIssuer == "" {
+		errs = append(errs, errors.New("GATEWAY_JWT_ISSUER must not be empty"))
+	}
+	if cfg.TokenTTL <= 0 || cfg.TokenTTL > MaxTokenTTL {
+		errs = append(errs, fmt.Errorf("GATEWAY_TOKEN_TTL must be in (0, %s]", MaxTokenTTL))
+	}
+	if cfg.RateLimitRPS <= 0 {
+		errs = append(errs, errors.New("GATEWAY_RATE_LIMIT_RPS must be > 0"))
+	}
+	if cfg.RateLimitBurst < 1 {
+		errs = append(errs, errors.New("GATEWAY_RATE_LIMIT_BURST must be ≥ 1"))
+	}
+	if cfg.RateLimitMaxClients < 1 {
+		errs = append(errs, errors.New("GATEWAY_RATE_LIMIT_MAX_CLIENTS must be ≥ 1"))
+	}
+	if cfg.DetailsPartTimeout <= 0 {
+		errs = append(errs, errors.New("GATEWAY_DETAILS_PART_TIMEOUT must be > 0"))
+	}
+	return errors.Join(errs...)
+}
+
+func (cfg Config) now() func() time.Time {
+	if cfg.Now != nil {
+		return cfg.Now
+	}
+	return time.Now
+}
