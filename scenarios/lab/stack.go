@@ -583,3 +583,79 @@ func ownerAlive(label string) bool {
 type writerLogger struct{ w io.Writer }
 
 func (l writerLogger) Printf(format string, v ...any) { fmt.Fprintf(l.w, format+"\n", v...) }
+
+// The container faults of package fault; only the shop's services take them (the gateway's and
+// Toxiproxy's published ports would move on a restart).
+
+func (s *Stack) serviceID(service string) (string, error) {
+	if service == "gateway" || service == "toxiproxy" {
+		return "", fmt.Errorf("lab: container faults on %s are not supported (its published port would change)", service)
+	}
+	c, ok := s.Container(service)
+	if !ok {
+		return "", fmt.Errorf("lab: no service %q", service)
+	}
+	return c.GetContainerID(), nil
+}
+
+// StopService stops service with SIGTERM, then SIGKILL after 2 s.
+func (s *Stack) StopService(ctx context.Context, service string) error {
+	id, err := s.serviceID(service)
+	if err != nil {
+		return err
+	}
+	grace := 2
+	_, err = s.docker.ContainerStop(ctx, id, client.ContainerStopOptions{Timeout: &grace})
+	return err
+}
+
+// KillService sends SIGKILL to service.
+func (s *Stack) KillService(ctx context.Context, service string) error {
+	id, err := s.serviceID(service)
+	if err != nil {
+		return err
+	}
+	_, err = s.docker.ContainerKill(ctx, id, client.ContainerKillOptions{Signal: "KILL"})
+	return err
+}
+
+// StartService starts a stopped or killed service again.
+func (s *Stack) StartService(ctx context.Context, service string) error {
+	id, err := s.serviceID(service)
+	if err != nil {
+		return err
+	}
+	_, err = s.docker.ContainerStart(ctx, id, client.ContainerStartOptions{})
+	return err
+}
+
+// PauseService freezes every process of service.
+func (s *Stack) PauseService(ctx context.Context, service string) error {
+	id, err := s.serviceID(service)
+	if err != nil {
+		return err
+	}
+	_, err = s.docker.ContainerPause(ctx, id, client.ContainerPauseOptions{})
+	return err
+}
+
+// UnpauseService thaws service.
+func (s *Stack) UnpauseService(ctx context.Context, service string) error {
+	id, err := s.serviceID(service)
+	if err != nil {
+		return err
+	}
+	_, err = s.docker.ContainerUnpause(ctx, id, client.ContainerUnpauseOptions{})
+	return err
+}
+
+// RestartService stops service (SIGTERM, 2 s grace) and starts it again.
+func (s *Stack) RestartService(ctx context.Context, service string) error {
+	id, err := s.serviceID(service)
+	if err != nil {
+		return err
+	}
+	grace := 2
+	_, err = s.docker.ContainerRestart(ctx, id, client.ContainerRestartOptions{Timeout: &grace})
+	return err
+}
