@@ -392,13 +392,19 @@ func TestOrderFlow(t *testing.T) {
 		if again.ID != first.ID || again.PaymentID != first.PaymentID || first.Status != orders.StatusConfirmed {
 			t.Fatalf("first %+v, again %+v", first, again)
 		}
+		// A new key is a new order again (201), and the repeat left no trace on later orders.
+		var next orders.Order
+		s.must(t, http.StatusCreated, "POST", "/api/orders", carol, platform.NewID(), orderBody(product.ID, 1, ""), &next)
+		if next.ID == first.ID {
+			t.Fatalf("a new key answered the old order %s", next.ID)
+		}
 		var list orders.ListOrdersResponse
 		s.must(t, http.StatusOK, "GET", "/api/orders", carol, "", nil, &list)
-		if len(list.Orders) != 1 {
-			t.Errorf("carol has %d orders, want 1", len(list.Orders))
+		if len(list.Orders) != 2 {
+			t.Errorf("carol has %d orders, want 2 (one per key)", len(list.Orders))
 		}
-		if after := s.stock(t, carol, product.ID); after != before-1 {
-			t.Errorf("stock %d → %d, want -1", before, after)
+		if after := s.stock(t, carol, product.ID); after != before-2 {
+			t.Errorf("stock %d → %d, want -2 (one per key)", before, after)
 		}
 		ps, err := s.paymentsAPI.ListByOrder(context.Background(), first.ID)
 		if err != nil || len(ps) != 1 {

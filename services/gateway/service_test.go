@@ -187,12 +187,15 @@ func TestPlaceOrderForwardsAsSubject(t *testing.T) {
 	if again.ID != first.ID || bobs.ID == first.ID || bobs.CustomerID != "bob" {
 		t.Errorf("first %s, repeat %s, bob's %s (%s)", first.ID, again.ID, bobs.ID, bobs.CustomerID)
 	}
+	if a := g.do(t, "POST", "/api/orders", body, append(bearer(alice), platform.HeaderIdempotencyKey, "k-new")...); a.status != http.StatusCreated {
+		t.Fatalf("a new key after a repeat: %d, want 201", a.status)
+	}
 
 	g.shop.mu.Lock()
 	placed := append([]orders.PlaceOrderRequest(nil), g.shop.placed...)
 	g.shop.mu.Unlock()
-	if len(placed) != 3 {
-		t.Fatalf("placed %d orders, want 3", len(placed))
+	if len(placed) != 4 {
+		t.Fatalf("placed %d orders, want 4", len(placed))
 	}
 	if placed[0].CustomerID != "alice" || placed[1].CustomerID != "bob" || placed[0].CardNumber != "4242424242424242" {
 		t.Errorf("forwarded %+v", placed)

@@ -65,13 +65,14 @@ func NewHTTPHandler(set Set, auth *Authenticator, limiter *RateLimiter, reg prom
 
 func encodeJSON(status int) httptransport.EncodeResponseFunc {
 	return func(_ context.Context, w http.ResponseWriter, response any) error {
+		code := status
 		if r, ok := response.(placeOrderResponse); ok {
 			response = r.Order
 			if !r.Created { // a repeated Idempotency-Key: the same order again
-				status = http.StatusOK
+				code = http.StatusOK
 			}
 		}
-		platform.WriteJSON(w, status, response)
+		platform.WriteJSON(w, code, response)
 		return nil
 	}
 }
