@@ -31,22 +31,24 @@ type Line struct {
 
 // Window shades the stretch [From, To] of the x axis across the plot, e.g. while a fault is injected.
 type Window struct {
-	From, To float64
-	Label    string
-	Color    string // "" is a light red
+	From  float64 `json:"from"`
+	To    float64 `json:"to"`
+	Label string  `json:"label,omitempty"`
+	Color string  `json:"color,omitempty"` // "" is a light red
 }
 
 // StateSpan is one stretch of a state band: State held from From to To.
 type StateSpan struct {
-	From, To float64
-	State    string
-	Color    string // "" picks StateColor(State)
+	From  float64 `json:"from"`
+	To    float64 `json:"to"`
+	State string  `json:"state"`
+	Color string  `json:"color,omitempty"` // "" picks StateColor(State)
 }
 
 // Band is a labelled row of state spans drawn under the plot, sharing its x axis.
 type Band struct {
-	Label string
-	Spans []StateSpan
+	Label string      `json:"label"`
+	Spans []StateSpan `json:"spans"`
 }
 
 // Chart is one plot. Zero values pick sensible defaults.
