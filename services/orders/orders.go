@@ -61,10 +61,7 @@ func ConfigFromEnv(env *platform.Env) Config {
 		ResumeGrace:     env.Duration("ORDERS_RESUME_GRACE", 2*time.Second),
 		SagaTimeout:     env.Duration("ORDERS_SAGA_TIMEOUT", 10*time.Second),
 		ShutdownTimeout: env.Duration("SHUTDOWN_TIMEOUT", 10*time.Second),
-	}
-	level := env.String("LOG_LEVEL", "info")
-	if err := cfg.LogLevel.UnmarshalText([]byte(level)); err != nil {
-		env.Fail("LOG_LEVEL=%q: want debug, info, warn or error", level)
+		LogLevel:        env.LogLevel("LOG_LEVEL", slog.LevelInfo),
 	}
 	for _, p := range cfg.problems() {
 		env.Fail("%s", p)
@@ -127,8 +124,10 @@ type app struct {
 
 	stop     context.CancelFunc
 	resuming sync.WaitGroup
-	once     sync.Once
-	err      error
+	// firstPass is closed once the resumer's pass on Open has ended (tests wait for it).
+	firstPass chan struct{}
+	once      sync.Once
+	err       error
 }
 
 func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*app, error) {
@@ -169,16 +168,17 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 			Logger:   logger,
 			Ready:    []platform.ReadyCheck{{Name: "db", Check: st.ping}},
 		},
-		service: svc,
-		saga:    sg,
-		resumer: &resumer{saga: sg, now: cfg.Now, interval: cfg.ResumeInterval, grace: cfg.ResumeGrace},
-		store:   st,
-		stop:    stop,
+		service:   svc,
+		saga:      sg,
+		resumer:   &resumer{saga: sg, now: cfg.Now, interval: cfg.ResumeInterval, grace: cfg.ResumeGrace},
+		store:     st,
+		stop:      stop,
+		firstPass: make(chan struct{}),
 	}
 	a.resuming.Add(1)
 	go func() {
 		defer a.resuming.Done()
-		a.resumer.loop(stopCtx)
+		a.resumer.loop(stopCtx, a.firstPass)
 	}()
 	return a, nil
 }

@@ -26,17 +26,19 @@ type resumer struct {
 	grace time.Duration
 }
 
-// loop runs a pass at once and then every interval until ctx ends.
-func (r *resumer) loop(ctx context.Context) {
+// loop runs a pass at once, closes firstPass, and then runs a pass every interval until ctx ends.
+func (r *resumer) loop(ctx context.Context, firstPass chan<- struct{}) {
+	r.pass(ctx)
+	close(firstPass)
 	t := time.NewTicker(r.interval)
 	defer t.Stop()
 	for {
-		r.pass(ctx)
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
+		r.pass(ctx)
 	}
 }
 

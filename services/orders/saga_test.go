@@ -72,6 +72,7 @@ func (h *harness) open(afterStep func(Order) error) *app {
 		h.t.Fatalf("open: %v", err)
 	}
 	h.t.Cleanup(func() { a.Close() })
+	<-a.firstPass // the pass on Open is done: from here on only the test moves orders
 	h.app = a
 	return a
 }
@@ -105,22 +106,6 @@ func (h *harness) get(id string) Order {
 		h.t.Fatalf("get %s: %v", id, err)
 	}
 	return o
-}
-
-// waitStatus waits (generously) for the background resumer to bring order id to a terminal status.
-func (h *harness) waitTerminal(id string) Order {
-	h.t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for {
-		o := h.get(id)
-		if o.Status.Terminal() {
-			return o
-		}
-		if time.Now().After(deadline) {
-			h.t.Fatalf("order %s still %s", id, o.Status)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 // metric returns the value of the series name{labels} on the harness's registry (0 when absent).
@@ -441,7 +426,7 @@ func TestResumeAfterCrash(t *testing.T) {
 
 			h.clock.Advance(grace + time.Second)
 			h.open(nil) // resumes on Open
-			o := h.waitTerminal(id)
+			o := h.get(id)
 			if o.Status != c.wantStatus || o.Reason != c.wantReason {
 				t.Fatalf("resumed order = %s %q, want %s %q", o.Status, o.Reason, c.wantStatus, c.wantReason)
 			}
@@ -630,8 +615,8 @@ func TestCloseLeavesOrderForRestart(t *testing.T) {
 		t.Fatalf("place during shutdown: %+v, %v; want 503 shutting_down", r.o, r.err)
 	}
 	h.clock.Advance(grace + time.Second)
-	h.open(nil)
-	o := h.waitTerminal(list[0].ID)
+	h.open(nil) // resumes on Open
+	o := h.get(list[0].ID)
 	if o.Status != StatusConfirmed {
 		t.Fatalf("order after restart = %s %q, want confirmed", o.Status, o.Reason)
 	}

@@ -25,10 +25,7 @@ func NewHTTPHandler(endpoints Set, logger *slog.Logger) http.Handler {
 	mux.Handle("POST /orders", httptransport.NewServer(endpoints.PlaceOrderEndpoint, decodePlaceOrderRequest, encodePlaceOrderResponse, opts...))
 	mux.Handle("GET /orders/{id}", httptransport.NewServer(endpoints.GetOrderEndpoint, decodeGetOrderRequest, encodeJSON, opts...))
 	mux.Handle("GET /orders", httptransport.NewServer(endpoints.ListOrdersEndpoint, decodeListOrdersRequest, encodeJSON, opts...))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		platform.WriteError(w, platform.NotFound("no route %s %s", r.Method, r.URL.Path))
-	})
-	return mux
+	return platform.JSONMux(mux)
 }
 
 func decodePlaceOrderRequest(_ context.Context, r *http.Request) (any, error) {
