@@ -192,7 +192,7 @@ func SelectPacts(g *Graph, provider *Pacticipant, q PactsForVerificationQuery) [
 					vp = &VerifiablePact{Publication: pub, Consumer: c, ConsumerVersion: v}
 					bySha[pub.Sha] = vp
 				} else if v.ID > vp.ConsumerVersion.ID {
-					vp.Publication, vp.ConsumerVersion = pub, v
+					vp.Publication, vp.Consumer, vp.ConsumerVersion = pub, c, v
 				}
 				reason := selectorReason{Description: d, Consumer: c.Name, ConsumerVersion: v.Number}
 				if !slices.Contains(vp.Reasons, reason) {

@@ -53,17 +53,25 @@ func invalid(format string, args ...any) error {
 	return platform.BadRequest("invalid_argument", format, args...)
 }
 
-// requireName rejects empty names and names the URLs cannot carry.
+// requireName rejects empty, overlong and NUL-carrying names.
 func requireName(what, name string) error {
 	switch {
 	case strings.TrimSpace(name) == "":
 		return invalid("%s must not be empty", what)
 	case len(name) > 255:
 		return invalid("%s must be at most 255 characters", what)
-	case strings.ContainsAny(name, "/\x00"):
-		return invalid("%s %q must not contain '/'", what, name)
+	case strings.ContainsRune(name, 0):
+		return invalid("%s must not contain NUL", what)
 	}
 	return nil
+}
+
+// requirePacticipantName also rejects '/': the CLI puts pacticipant names into paths unescaped.
+func requirePacticipantName(what, name string) error {
+	if strings.ContainsRune(name, '/') {
+		return invalid("%s %q must not contain '/'", what, name)
+	}
+	return requireName(what, name)
 }
 
 // ---- pacticipants and versions -------------------------------------------------------------------
@@ -109,7 +117,7 @@ type PacticipantChange struct {
 // SavePacticipant applies change to the pacticipant called name; mode "create" fails when it exists,
 // "update" when it does not, "upsert" never. It reports whether the pacticipant was created.
 func (s *Service) SavePacticipant(ctx context.Context, name string, change PacticipantChange, mode string) (*Pacticipant, bool, error) {
-	if err := requireName("pacticipant name", name); err != nil {
+	if err := requirePacticipantName("pacticipant name", name); err != nil {
 		return nil, false, err
 	}
 	if change.Name != nil && *change.Name != name {
@@ -203,7 +211,7 @@ func (s *Service) PutVersion(ctx context.Context, pacticipant, number, buildURL 
 // as the Pact Broker's PUT endpoints do.
 func (s *Service) withVersion(ctx context.Context, pacticipant, number, buildURL string,
 	fn func(tx *sql.Tx, p *Pacticipant, v *Version, created bool) error) error {
-	if err := requireName("pacticipant name", pacticipant); err != nil {
+	if err := requirePacticipantName("pacticipant name", pacticipant); err != nil {
 		return err
 	}
 	if err := requireName("version number", number); err != nil {
@@ -334,7 +342,7 @@ type decodedContract struct {
 }
 
 func (r PublishContractsRequest) validate() ([]decodedContract, error) {
-	if err := requireName("pacticipantName", r.PacticipantName); err != nil {
+	if err := requirePacticipantName("pacticipantName", r.PacticipantName); err != nil {
 		return nil, err
 	}
 	if err := requireName("pacticipantVersionNumber", r.PacticipantVersionNumber); err != nil {
@@ -359,7 +367,7 @@ func (r PublishContractsRequest) validate() ([]decodedContract, error) {
 		if c.ConsumerName != r.PacticipantName {
 			return nil, invalid("%s.consumerName %q must be the pacticipantName %q: a version publishes its own pacts", where, c.ConsumerName, r.PacticipantName)
 		}
-		if err := requireName(where+".providerName", c.ProviderName); err != nil {
+		if err := requirePacticipantName(where+".providerName", c.ProviderName); err != nil {
 			return nil, err
 		}
 		if c.Specification != "pact" {
@@ -511,7 +519,7 @@ func (s *Service) PublishPact(ctx context.Context, provider, consumer, number st
 	if doc.party("consumer") != consumer || doc.party("provider") != provider {
 		return nil, invalid("the pact is between %q and %q, not %q and %q", doc.party("consumer"), doc.party("provider"), consumer, provider)
 	}
-	if err := requireName("provider name", provider); err != nil {
+	if err := requirePacticipantName("provider name", provider); err != nil {
 		return nil, err
 	}
 	var out *PublishedContract
