@@ -20,6 +20,7 @@ import (
 	"github.com/moby/moby/api/types/container"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
+	"github.com/resilience-lab/lab/scenarios/fault"
 	"github.com/testcontainers/testcontainers-go"
 	tclog "github.com/testcontainers/testcontainers-go/log"
 	tcnetwork "github.com/testcontainers/testcontainers-go/network"
@@ -658,4 +659,18 @@ func (s *Stack) RestartService(ctx context.Context, service string) error {
 	grace := 2
 	_, err = s.docker.ContainerRestart(ctx, id, client.ContainerRestartOptions{Timeout: &grace})
 	return err
+}
+
+// FaultTarget is what package fault acts on in this stack: its Toxiproxy and its containers.
+func (s *Stack) FaultTarget() fault.Target {
+	return fault.Target{Toxiproxy: s.Toxiproxy, Containers: s}
+}
+
+// LinkNames are the names of Links, for fault.Parse.
+func LinkNames() []string {
+	names := make([]string, len(Links))
+	for i, l := range Links {
+		names[i] = l.Name
+	}
+	return names
 }

@@ -1,0 +1,421 @@
+package experiment
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/resilience-lab/lab/loadtest"
+	"github.com/resilience-lab/lab/scenarios/fault"
+	"github.com/resilience-lab/lab/scenarios/measure"
+)
+
+// Check is one judged item: a hypothesis phase or an expectation.
+type Check struct {
+	Name   string  `json:"name"`
+	Kind   string  `json:"kind"` // hypothesis or expectation
+	Weight float64 `json:"weight"`
+	OK     bool    `json:"ok"`
+	Got    string  `json:"got"`
+}
+
+// PolicyEvent is one event from a service's /debug/resilience timeline (resilience/policy.Event).
+type PolicyEvent struct {
+	Time       time.Time `json:"time"`
+	Service    string    `json:"service"`
+	Downstream string    `json:"downstream"`
+	Policy     string    `json:"policy"`
+	Kind       string    `json:"kind"`
+	From       string    `json:"from,omitempty"`
+	To         string    `json:"to,omitempty"`
+}
+
+// Report is everything a run measured and how it was judged.
+type Report struct {
+	ID          string                       `json:"id"`
+	Variant     string                       `json:"variant"`
+	Title       string                       `json:"title"`
+	Teaches     string                       `json:"teaches"`
+	Started     time.Time                    `json:"started"`
+	DurationS   float64                      `json:"duration_s"`
+	Env         map[string]map[string]string `json:"env"`
+	Faults      []string                     `json:"faults"`
+	Steady      string                       `json:"steady_state"`
+	During      string                       `json:"during_fault_hypothesis,omitempty"`
+	Streams     []Stream                     `json:"streams"`
+	FaultEvents []fault.Event                `json:"fault_events"`
+	// FaultOnS and FaultOffS are when the faults went on and off, in seconds from the start.
+	FaultOnS  float64 `json:"fault_on_s"`
+	FaultOffS float64 `json:"fault_off_s"`
+
+	Seconds []Second `json:"seconds"`
+	// TTD is fault on → a watched breaker open (nil: not detected, or nothing watched); TTDBoundS is
+	// failures needed ÷ arrival rate. TTR is fault off → RecoverSeconds steady seconds (nil: never);
+	// TTRBoundS is the sleep window plus two probe intervals. BreakerClosedS is fault off → closed.
+	TTD            *float64 `json:"ttd_s"`
+	TTDSource      string   `json:"ttd_source,omitempty"`
+	TTDBoundS      float64  `json:"ttd_bound_s,omitempty"`
+	TTR            *float64 `json:"ttr_s"`
+	TTRBoundS      float64  `json:"ttr_bound_s,omitempty"`
+	BreakerClosedS *float64 `json:"breaker_closed_s,omitempty"`
+	// During the fault, on the primary stream; and the worst second of the run over all streams.
+	DuringSuccess Num     `json:"during_success"`
+	DuringP99     float64 `json:"during_p99_ms"`
+	WorstSuccess  Num     `json:"worst_success"`
+	WorstP99      float64 `json:"worst_p99_ms"`
+	// StreamDuring holds every stream's success and p99 during the fault.
+	StreamDuring map[string][2]Num `json:"stream_during"`
+	// Amplification is calls at the callee ÷ calls the caller served during the fault.
+	Amplification        Num                        `json:"amplification"`
+	AmplificationServed  float64                    `json:"amplification_served"`
+	AmplificationArrived float64                    `json:"amplification_arrived"`
+	PolicyTotals         map[string]float64         `json:"policy_totals,omitempty"`
+	PolicyEvents         []PolicyEvent              `json:"policy_events,omitempty"`
+	Accounting           *measure.Accounting        `json:"accounting,omitempty"`
+	LoadTotals           map[string]loadtest.Totals `json:"load_totals"`
+	Aborted              string                     `json:"aborted,omitempty"`
+	Checks               []Check                    `json:"checks"`
+	Score                float64                    `json:"score"`
+	Verdict              string                     `json:"verdict"` // pass or fail
+	Problems             []string                   `json:"problems,omitempty"`
+}
+
+// Passed reports whether every check held and nothing went wrong.
+func (r *Report) Passed() bool { return r.Verdict == "pass" }
+
+var runSeq atomic.Int64
+
+// Run plays sc on lab and judges it. An error means the experiment could not be run (the stack broke);
+// a scenario that ran and failed its checks returns a report with Verdict "fail".
+func Run(ctx context.Context, lab Lab, sc Scenario, progress io.Writer) (*Report, error) {
+	sc = sc.withDefaults()
+	if progress == nil {
+		progress = io.Discard
+	}
+	rep := &Report{ID: sc.ID, Variant: sc.Variant, Title: sc.Title, Teaches: sc.Teaches, Env: sc.Env,
+		Steady: sc.Steady.String(), Streams: sc.Streams, DurationS: sc.Duration.Seconds()}
+	if sc.During != nil {
+		rep.During = sc.During.String()
+	}
+	for _, st := range sc.Faults {
+		rep.Faults = append(rep.Faults, fmt.Sprintf("%s from %s to %s", st.Fault.Name(), st.From, endOf(st, sc.Duration)))
+	}
+	if err := lab.Reconfigure(ctx, sc.Env); err != nil {
+		return nil, err
+	}
+	if err := lab.Reset(ctx); err != nil {
+		return nil, err
+	}
+	prefix := fmt.Sprintf("%s-%s-%d-%d", sc.ID, sc.Variant[:1], time.Now().Unix()%100000, runSeq.Add(1))
+	shop, err := measure.NewShop(ctx, lab.GatewayURL(), prefix, 8)
+	if err != nil {
+		return nil, fmt.Errorf("experiment %s: %w", sc.Name(), err)
+	}
+	stockBefore, err := shop.ProductStock(ctx)
+	if err != nil {
+		return nil, err
+	}
+	schedule, err := fault.NewSchedule(lab.FaultTarget(), sc.Faults...)
+	if err != nil {
+		return nil, err
+	}
+	// The faults come off whatever happens below.
+	defer func() { _ = schedule.Close(context.WithoutCancel(ctx)) }()
+
+	scraper := &measure.Scraper{
+		URL:      func(svc string) string { return lab.ObserveURL(svc, "metrics") },
+		Services: []string{"gateway", "orders", "catalog", "payments"},
+		Interval: 250 * time.Millisecond,
+	}
+	scrapeCtx, stopScrape := context.WithCancel(ctx)
+	defer stopScrape()
+	scraped := make(chan struct{})
+	go func() { defer close(scraped); scraper.Run(scrapeCtx) }()
+
+	runCtx, abort := context.WithCancel(ctx)
+	defer abort()
+	kinds := shop.Kinds(prefix)
+	client := loadtest.NewClient(512)
+	results := map[string]*loadtest.Result{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var badStreak int
+	start := time.Now()
+	schedule.Start(start)
+	rep.Started = start.UTC()
+	fmt.Fprintf(progress, "experiment %s: %s\n", sc.Name(), sc.Title)
+	for i, st := range sc.Streams {
+		var ks []loadtest.Kind
+		for _, name := range sortedKeys(st.Kinds) {
+			k := kinds[name]
+			k.Weight = st.Kinds[name]
+			ks = append(ks, k)
+		}
+		mix, err := loadtest.NewMix(ks...)
+		if err != nil {
+			return nil, fmt.Errorf("stream %s: %w", st.Name, err)
+		}
+		opts := loadtest.Options{
+			Profile:     loadtest.Constant(st.Rate, sc.Duration),
+			Mix:         mix,
+			MaxRequests: uint64(st.Rate*sc.Duration.Seconds()*1.5) + 10,
+			MaxInFlight: 400,
+			Timeout:     sc.ClientTimeout,
+			Client:      client,
+		}
+		if i == 0 {
+			opts.Actions = schedule.Actions()
+			opts.Progress = func(p loadtest.Progress) {
+				rate, ok := p.Second.SuccessRate()
+				if ok {
+					fmt.Fprintf(progress, "  t=%2ds %-8s success %5.1f%% p99 %6.0fms\n", p.Second.T, st.Name, rate*100, p.Second.Latency.P99)
+				}
+				if sc.Safety == nil || !ok {
+					return
+				}
+				if rate < sc.Safety.MinSuccess {
+					badStreak++
+				} else {
+					badStreak = 0
+				}
+				if badStreak >= sc.Safety.Seconds {
+					mu.Lock()
+					if rep.Aborted == "" {
+						rep.Aborted = fmt.Sprintf("safety: success below %.0f%% for %d s at t=%d s", sc.Safety.MinSuccess*100, sc.Safety.Seconds, p.Second.T)
+					}
+					mu.Unlock()
+					abort()
+				}
+			}
+		}
+		wg.Go(func() {
+			res, err := loadtest.Run(runCtx, opts)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("stream %s: %v", st.Name, err))
+				return
+			}
+			results[st.Name] = res
+		})
+	}
+	wg.Wait()
+	if err := schedule.Close(context.WithoutCancel(ctx)); err != nil {
+		rep.Problems = append(rep.Problems, "rollback: "+err.Error())
+	}
+	rep.FaultEvents = schedule.Events()
+	for _, e := range rep.FaultEvents {
+		if e.Error != "" {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("fault %s (on=%v): %s", e.Fault, e.On, e.Error))
+		}
+	}
+	// Keep scraping a moment so the last second has its reading, then stop.
+	time.Sleep(300 * time.Millisecond)
+	stopScrape()
+	<-scraped
+	rep.PolicyEvents = fetchPolicyEvents(ctx, lab, start)
+
+	if err := lab.WaitReady(ctx, 60*time.Second); err != nil {
+		return nil, err
+	}
+	if sc.Accounting {
+		acc, err := shop.Account(ctx, stockBefore, 30*time.Second)
+		if err != nil {
+			rep.Problems = append(rep.Problems, "accounting: "+err.Error())
+		}
+		rep.Accounting = &acc
+	}
+	analyze(rep, sc, results, scraper.Scrapes(), start)
+	return rep, nil
+}
+
+func endOf(st fault.Step, d time.Duration) time.Duration {
+	if st.To == 0 {
+		return d
+	}
+	return st.To
+}
+
+// analyze derives the report's figures and checks from what was measured.
+func analyze(rep *Report, sc Scenario, results map[string]*loadtest.Result, scrapes []measure.Scrape, start time.Time) {
+	seconds := int(math.Ceil(sc.Duration.Seconds()))
+	secs := combine(results, seconds)
+	addPolicySeries(secs, scrapes, start, sc.Watch)
+	rep.Seconds = secs
+	rep.LoadTotals = map[string]loadtest.Totals{}
+	for name, res := range results {
+		rep.LoadTotals[name] = res.Totals
+	}
+	primary := sc.Streams[0].Name
+
+	on, off := faultOnOff(rep.FaultEvents)
+	planFrom, planTo := sc.FaultWindow()
+	if on.IsZero() {
+		on = start.Add(planFrom)
+	}
+	if off.IsZero() || off.Before(on) {
+		off = start.Add(planTo)
+	}
+	rep.FaultOnS, rep.FaultOffS = on.Sub(start).Seconds(), off.Sub(start).Seconds()
+	onSec, offSec := int(math.Ceil(rep.FaultOnS)), int(math.Floor(rep.FaultOffS))
+
+	if len(sc.Watch) > 0 {
+		w := sc.Watch[0]
+		if w.LinkRate > 0 {
+			rep.TTDBoundS = float64(w.FailuresToTrip) / w.LinkRate
+		}
+		rep.TTRBoundS = (w.SleepWindow + 2*w.ProbeInterval).Seconds()
+		if at, src := detection(on, scrapes, rep.PolicyEvents, sc.Watch); !at.IsZero() {
+			v := at.Sub(on).Seconds()
+			rep.TTD, rep.TTDSource = &v, src
+		}
+		if at := breakerClosed(off, scrapes, rep.PolicyEvents, sc.Watch); !at.IsZero() {
+			v := at.Sub(off).Seconds()
+			rep.BreakerClosedS = &v
+		}
+	}
+	if r := recovery(secs, rep.FaultOffS, sc.Steady, primary, sc.RecoverSeconds); r >= 0 {
+		v := math.Max(0, r-rep.FaultOffS)
+		rep.TTR = &v
+	}
+	ds, dp := windowStats(secs, onSec, offSec, primary)
+	rep.DuringSuccess, rep.DuringP99 = Num(ds), dp
+	rep.StreamDuring = map[string][2]Num{}
+	for _, st := range sc.Streams {
+		s, p := windowStats(secs, onSec, offSec, st.Name)
+		rep.StreamDuring[st.Name] = [2]Num{Num(s), Num(p)}
+	}
+	ws, wp := worst(secs)
+	rep.WorstSuccess, rep.WorstP99 = Num(ws), wp
+	rep.Amplification = Num(math.NaN())
+	if sc.Amplification != nil {
+		var a float64
+		a, rep.AmplificationServed, rep.AmplificationArrived = amplification(*sc.Amplification, scrapes, on, off)
+		rep.Amplification = Num(a)
+	}
+	rep.PolicyTotals = map[string]float64{}
+	for _, s := range secs {
+		for k, v := range s.Policy {
+			rep.PolicyTotals[k] += v
+		}
+	}
+
+	// The hypotheses: steady before, (optionally) during, recovered after.
+	before := Check{Name: "steady before the fault: " + sc.Steady.String(), Kind: "hypothesis", Weight: 1, OK: true}
+	bad := 0
+	for i := 1; i < int(math.Floor(rep.FaultOnS)) && i < len(secs); i++ { // second 0 warms up
+		if !steady(secs[i], sc.Steady, primary) {
+			bad++
+		}
+	}
+	before.OK = bad == 0
+	before.Got = fmt.Sprintf("%d unsteady second(s) of %d", bad, max(0, int(math.Floor(rep.FaultOnS))-1))
+	rep.Checks = append(rep.Checks, before)
+	if sc.During != nil {
+		c := Check{Name: "steady during the fault: " + sc.During.String(), Kind: "hypothesis", Weight: 1, OK: true}
+		bad := 0
+		for i := onSec; i < offSec && i < len(secs); i++ {
+			if !steady(secs[i], *sc.During, primary) {
+				bad++
+			}
+		}
+		c.OK = bad == 0
+		c.Got = fmt.Sprintf("%d unsteady second(s) of %d", bad, max(0, offSec-onSec))
+		rep.Checks = append(rep.Checks, c)
+	}
+	rep.Checks = append(rep.Checks, Check{Name: fmt.Sprintf("steady again after the fault (%d s in a row)", sc.RecoverSeconds),
+		Kind: "hypothesis", Weight: 1, OK: rep.TTR != nil, Got: "TTR " + fmtSeconds(rep.TTR)})
+	if rep.Aborted != "" {
+		rep.Checks = append(rep.Checks, Check{Name: "ran to the end without tripping the safety abort", Kind: "hypothesis", Weight: 1, Got: rep.Aborted})
+	}
+	for _, e := range sc.Expect {
+		ok, got := e.Check(rep)
+		w := e.Weight
+		if w == 0 {
+			w = 1
+		}
+		rep.Checks = append(rep.Checks, Check{Name: e.Name, Kind: "expectation", Weight: w, OK: ok, Got: got})
+	}
+	rep.Score = score(rep.Checks)
+	rep.Verdict = "pass"
+	for _, c := range rep.Checks {
+		if !c.OK {
+			rep.Verdict = "fail"
+		}
+	}
+	if len(rep.Problems) > 0 {
+		rep.Verdict = "fail"
+	}
+}
+
+// fetchPolicyEvents reads every service's /debug/resilience and keeps the events since start. The
+// document's shape is the resilience package's; any object with a kind and a time is taken as an event.
+func fetchPolicyEvents(ctx context.Context, lab Lab, since time.Time) []PolicyEvent {
+	var out []PolicyEvent
+	hc := &http.Client{Timeout: 3 * time.Second}
+	for _, svc := range []string{"gateway", "orders"} {
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, lab.ObserveURL(svc, "debug/resilience"), nil)
+		if err != nil {
+			continue
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			continue
+		}
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			continue
+		}
+		var doc any
+		if json.Unmarshal(data, &doc) != nil {
+			continue
+		}
+		collectEvents(doc, svc, since, &out)
+	}
+	return out
+}
+
+func collectEvents(v any, svc string, since time.Time, out *[]PolicyEvent) {
+	switch x := v.(type) {
+	case []any:
+		for _, e := range x {
+			collectEvents(e, svc, since, out)
+		}
+	case map[string]any:
+		kind, _ := x["kind"].(string)
+		ts, _ := x["time"].(string)
+		if kind != "" && ts != "" {
+			b, _ := json.Marshal(x)
+			var e PolicyEvent
+			if json.Unmarshal(b, &e) == nil && !e.Time.Before(since) {
+				if e.Service == "" {
+					e.Service = svc
+				}
+				*out = append(*out, e)
+			}
+			return
+		}
+		for _, e := range x {
+			collectEvents(e, svc, since, out)
+		}
+	}
+}
+
+// Seconds formats an optional duration for tables.
+func Seconds(v *float64) string { return fmtSeconds(v) }
+
+// Pct formats a share as a percentage.
+func Pct(v float64) string {
+	if math.IsNaN(v) {
+		return "—"
+	}
+	return strconv.FormatFloat(v*100, 'f', 1, 64) + "%"
+}

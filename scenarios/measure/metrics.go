@@ -1,0 +1,210 @@
+// Package measure observes the shop while a fault is on: it scrapes the services' /metrics (parsed with
+// prometheus/common/expfmt) into per-interval policy series, reads the policies' event timelines, drives
+// the shop's load mix through the loadtest engine, keeps a ledger of every order the gateway
+// acknowledged, and derives what a scenario is judged on: time to detect, time to recover, worst
+// second, retry amplification and data-loss accounting.
+package measure
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"net/http"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+)
+
+// Key names one series: a metric of one service, for one downstream (policies) or route (servers),
+// and the extra label that splits it (the breaker transition's target state).
+type Key struct {
+	Service    string `json:"service"`
+	Metric     string `json:"metric"`
+	Downstream string `json:"downstream,omitempty"`
+	Route      string `json:"route,omitempty"`
+	To         string `json:"to,omitempty"`
+}
+
+func (k Key) String() string {
+	s := k.Service + " " + k.Metric
+	for _, p := range []string{k.Downstream, k.Route, k.To} {
+		if p != "" {
+			s += " " + p
+		}
+	}
+	return s
+}
+
+// Scrape is one reading of every service's metrics that matter to the lab.
+type Scrape struct {
+	At time.Time
+	// Values are the summed counters and gauges; Missing lists services that did not answer.
+	Values  map[Key]float64
+	Missing []string
+}
+
+// Scraper polls the services' /metrics at a fixed interval.
+type Scraper struct {
+	// URL returns where to read service's metrics.
+	URL      func(service string) string
+	Services []string
+	Interval time.Duration
+	Client   *http.Client
+
+	mu      sync.Mutex
+	scrapes []Scrape
+}
+
+// Run scrapes until ctx ends.
+func (s *Scraper) Run(ctx context.Context) {
+	if s.Client == nil {
+		s.Client = &http.Client{Timeout: 2 * time.Second}
+	}
+	t := time.NewTicker(s.Interval)
+	defer t.Stop()
+	for {
+		sc := s.ScrapeOnce(ctx)
+		s.mu.Lock()
+		s.scrapes = append(s.scrapes, sc)
+		s.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// Scrapes returns what was read so far.
+func (s *Scraper) Scrapes() []Scrape {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Scrape(nil), s.scrapes...)
+}
+
+// ScrapeOnce reads every service once, concurrently.
+func (s *Scraper) ScrapeOnce(ctx context.Context) Scrape {
+	sc := Scrape{At: time.Now(), Values: map[Key]float64{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, svc := range s.Services {
+		wg.Go(func() {
+			vals, err := s.read(ctx, svc)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				sc.Missing = append(sc.Missing, svc)
+				return
+			}
+			for k, v := range vals {
+				sc.Values[k] += v
+			}
+		})
+	}
+	wg.Wait()
+	sort.Strings(sc.Missing)
+	return sc
+}
+
+func (s *Scraper) read(ctx context.Context, service string) (map[Key]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL(service), nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := s.Client.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil, fmt.Errorf("metrics of %s: %s", service, resp.Status)
+	}
+	return ParseMetrics(service, resp.Body)
+}
+
+// ParseMetrics reads a Prometheus text exposition and keeps the lab's series: every resilience_*
+// counter and gauge by downstream (and target state), and http_server_requests_total by route.
+func ParseMetrics(service string, r io.Reader) (map[Key]float64, error) {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, fmt.Errorf("parse metrics of %s: %w", service, err)
+	}
+	out := map[Key]float64{}
+	for name, fam := range fams {
+		keep := strings.HasPrefix(name, "resilience_") || name == "http_server_requests_total"
+		if !keep {
+			continue
+		}
+		for _, m := range fam.GetMetric() {
+			k := Key{Service: service, Metric: name}
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "downstream":
+					k.Downstream = l.GetValue()
+				case "route":
+					k.Route = l.GetValue()
+				case "to":
+					k.To = l.GetValue()
+				}
+			}
+			out[k] += value(fam.GetType(), m)
+		}
+	}
+	return out, nil
+}
+
+func value(t dto.MetricType, m *dto.Metric) float64 {
+	switch t {
+	case dto.MetricType_COUNTER:
+		return m.GetCounter().GetValue()
+	case dto.MetricType_GAUGE:
+		return m.GetGauge().GetValue()
+	case dto.MetricType_UNTYPED:
+		return m.GetUntyped().GetValue()
+	case dto.MetricType_HISTOGRAM:
+		return float64(m.GetHistogram().GetSampleCount())
+	case dto.MetricType_SUMMARY:
+		return float64(m.GetSummary().GetSampleCount())
+	}
+	return math.NaN()
+}
+
+// IsCounter tells counters (which only grow, except across a restart) from gauges by name.
+func IsCounter(metric string) bool { return strings.HasSuffix(metric, "_total") }
+
+// Increase is how much counter k grew between two scrapes; a drop (the service restarted) counts the
+// new value as growth since the restart.
+func Increase(from, to Scrape, k Key) float64 {
+	a, b := from.Values[k], to.Values[k]
+	if b < a {
+		return b
+	}
+	return b - a
+}
+
+// Keys returns every key seen in any scrape whose metric is name, in a stable order.
+func Keys(scrapes []Scrape, name string) []Key {
+	seen := map[Key]bool{}
+	for _, s := range scrapes {
+		for k := range s.Values {
+			if k.Metric == name {
+				seen[k] = true
+			}
+		}
+	}
+	out := make([]Key, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
+	return out
+}
