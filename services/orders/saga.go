@@ -62,13 +62,20 @@ type Payments interface {
 //     after we have looked. Then every captured payment ListByOrder finds for the order is refunded.
 //  3. The order ends rejected or cancelled with its reason.
 //
-// Compensation runs detached from the caller's cancellation and deadline (bounded by Config.SagaTimeout)
-// so that a caller who gives up does not leave stock held. If a dependency cannot be reached the order
-// stays compensating and the resumer repeats compensation until it completes. Nothing ends rejected or
-// cancelled while stock may be held or money captured for it.
+// Forward steps run under the caller's context, so its deadline reaches catalog and payments; a step
+// cut short by it is a technical failure. Compensation runs detached from the caller's cancellation and
+// deadline (bounded by Config.SagaTimeout), so a caller who gives up does not leave stock held. If a
+// dependency cannot be reached the order stays compensating. Nothing ends rejected or cancelled while
+// stock may be held or money captured for it.
 //
-// Within the process a claim set makes sure one goroutine drives an order at a time; stored versions
-// make a concurrent update of the same order fail instead of overwriting it.
+// The resumer drives every open order no request is driving (after a crash, or while compensation
+// waits for a dependency) from its stored status: pending, reserved and charged go on forward,
+// compensating compensates. The service shutting down mid-call is not a dependency failure: the order
+// is left as stored, for the next start. Within the process a claim set makes sure one goroutine drives
+// an order at a time; stored versions make a concurrent update of the same order fail rather than
+// overwrite it.
+
+// saga drives orders through the steps above.
 type saga struct {
 	store    *store
 	catalog  Catalog

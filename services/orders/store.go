@@ -87,7 +87,6 @@ func openStore(ctx context.Context, path string, now func() time.Time) (*store, 
 		return nil, fmt.Errorf("open %s: %w", path, err)
 	}
 	db.SetMaxOpenConns(1)
-	db.SetConnMaxIdleTime(0)
 	s := &store{db: db, now: now}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
