@@ -91,9 +91,9 @@ func (b *testBroker) call(t *testing.T, method, path string, body any, header ..
 }
 
 // must calls and fails the test unless the answer has status want.
-func (b *testBroker) must(t *testing.T, want int, method, path string, body any) map[string]any {
+func (b *testBroker) must(t *testing.T, want int, method, path string, body any, header ...string) map[string]any {
 	t.Helper()
-	status, out := b.call(t, method, path, body)
+	status, out := b.call(t, method, path, body, header...)
 	if status != want {
 		t.Fatalf("%s %s: status %d, want %d: %v", method, path, status, want, out)
 	}
