@@ -131,29 +131,29 @@ func (f *fakeShop) GetProduct(ctx context.Context, id string) (catalog.Product, 
 	return p, nil
 }
 
-func (f *fakeShop) PlaceOrder(ctx context.Context, req orders.PlaceOrderRequest) (orders.Order, error) {
+func (f *fakeShop) PlaceOrder(ctx context.Context, req orders.PlaceOrderRequest) (orders.Order, bool, error) {
 	if err := f.wait(ctx); err != nil {
-		return orders.Order{}, err
+		return orders.Order{}, false, err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.placed = append(f.placed, req)
 	if f.orderErr != nil {
-		return orders.Order{}, f.orderErr
+		return orders.Order{}, false, f.orderErr
 	}
 	if f.placeAnswer != nil {
-		return *f.placeAnswer, nil
+		return *f.placeAnswer, false, nil
 	}
 	for _, o := range f.orders {
 		if o.CustomerID == req.CustomerID && f.keys[o.ID] == req.IdempotencyKey {
-			return o, nil
+			return o, false, nil
 		}
 	}
 	now := f.clock.Now()
 	o := orders.Order{ID: fmt.Sprint("o-new-", len(f.orders)), CustomerID: req.CustomerID, Items: req.Items,
 		Status: orders.StatusConfirmed, CreatedAt: now, UpdatedAt: now}
 	f.orders[o.ID], f.keys[o.ID] = o, req.IdempotencyKey
-	return o, nil
+	return o, true, nil
 }
 
 func (f *fakeShop) GetOrder(ctx context.Context, id string) (orders.Order, error) {

@@ -25,7 +25,7 @@ type Catalog interface {
 
 // Orders is what the gateway uses of the orders service (satisfied by orders/client.Client).
 type Orders interface {
-	PlaceOrder(ctx context.Context, req orders.PlaceOrderRequest) (orders.Order, error)
+	PlaceOrder(ctx context.Context, req orders.PlaceOrderRequest) (o orders.Order, created bool, err error)
 	GetOrder(ctx context.Context, id string) (orders.Order, error)
 	ListOrders(ctx context.Context, customerID string) ([]orders.Order, error)
 }
@@ -131,8 +131,7 @@ func (s *service) GetProduct(ctx context.Context, id string) (catalog.Product, e
 
 func (s *service) PlaceOrder(ctx context.Context, req orders.PlaceOrderRequest) (orders.Order, bool, error) {
 	req.IdempotencyKey = customerIdempotencyKey(req.CustomerID, req.IdempotencyKey)
-	start := s.now()
-	o, err := s.orders.PlaceOrder(ctx, req)
+	o, created, err := s.orders.PlaceOrder(ctx, req)
 	if err != nil {
 		return orders.Order{}, false, s.downstreamFailed(ctx, LinkOrders, "place_order", err)
 	}
@@ -140,11 +139,7 @@ func (s *service) PlaceOrder(ctx context.Context, req orders.PlaceOrderRequest) 
 		s.logger.ErrorContext(ctx, "orders answered another customer's order", "order_id", o.ID)
 		return orders.Order{}, false, platform.Errorf(http.StatusBadGateway, CodeUpstreamUnavailable, "the orders service gave an inconsistent answer")
 	}
-	// The orders client does not say whether the order is new (orders answers 201) or a repeat (200);
-	// an order created before this call began was made by an earlier request with the same key. This
-	// relies on the gateway's and orders' clocks agreeing (one host in the lab); a skewed clock can only
-	// turn a 201 into a 200, never change the order.
-	return o, !o.CreatedAt.Before(start), nil
+	return o, created, nil
 }
 
 // customerIdempotencyKey scopes the caller's Idempotency-Key to the customer, so two customers who pick

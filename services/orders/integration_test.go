@@ -157,7 +157,7 @@ func newShop(t *testing.T) *shop {
 func (s *shop) place(t *testing.T, card string, items ...orders.Item) orders.Order {
 	t.Helper()
 	s.customerCount++
-	o, err := s.orders.PlaceOrder(context.Background(), orders.PlaceOrderRequest{
+	o, _, err := s.orders.PlaceOrder(context.Background(), orders.PlaceOrderRequest{
 		CustomerID: fmt.Sprint("c", s.customerCount), IdempotencyKey: "k", CardNumber: card, Items: items})
 	if err != nil {
 		t.Fatalf("place: %v", err)

@@ -60,27 +60,27 @@ func TestHTTPThroughClient(t *testing.T) {
 
 	req := orders.PlaceOrderRequest{CustomerID: "c1", IdempotencyKey: "k1", CardNumber: "4242424242424242",
 		Items: []orders.Item{{ProductID: "p-mug", Quantity: 2}}}
-	o, err := c.PlaceOrder(ctx, req)
-	if err != nil || o.Status != orders.StatusConfirmed || o.TotalCents != 2900 || o.CustomerID != "c1" {
+	o, created, err := c.PlaceOrder(ctx, req)
+	if err != nil || !created || o.Status != orders.StatusConfirmed || o.TotalCents != 2900 || o.CustomerID != "c1" {
 		t.Fatalf("PlaceOrder = %+v, %v; want confirmed 2900", o, err)
 	}
 	orders.CheckConsistent(t, o, cat, pay)
-	again, err := c.PlaceOrder(ctx, req)
-	if err != nil || again.ID != o.ID {
-		t.Fatalf("repeat = %+v, %v; want order %s", again, err, o.ID)
+	again, created, err := c.PlaceOrder(ctx, req)
+	if err != nil || created || again.ID != o.ID {
+		t.Fatalf("repeat = %+v, created %v, %v; want the existing order %s", again, created, err, o.ID)
 	}
 	req.Items[0].Quantity = 3
-	_, err = c.PlaceOrder(ctx, req)
+	_, _, err = c.PlaceOrder(ctx, req)
 	if e, ok := platform.AsError(err); !ok || e.Status != http.StatusConflict || e.Code != "idempotency_key_reused" {
 		t.Errorf("same key, other body: %v, want 409 idempotency_key_reused", err)
 	}
 
-	rejected, err := c.PlaceOrder(ctx, orders.PlaceOrderRequest{CustomerID: "c1", IdempotencyKey: "k2",
+	rejected, _, err := c.PlaceOrder(ctx, orders.PlaceOrderRequest{CustomerID: "c1", IdempotencyKey: "k2",
 		Items: []orders.Item{{ProductID: "p-kettle", Quantity: 3}}})
 	if err != nil || rejected.Status != orders.StatusRejected || rejected.Reason != "out_of_stock" {
 		t.Errorf("out of stock = %+v, %v; want 201 rejected out_of_stock", rejected, err)
 	}
-	declined, err := c.PlaceOrder(ctx, orders.PlaceOrderRequest{CustomerID: "c2", IdempotencyKey: "k1",
+	declined, _, err := c.PlaceOrder(ctx, orders.PlaceOrderRequest{CustomerID: "c2", IdempotencyKey: "k1",
 		CardNumber: payments.DecliningCard, Items: []orders.Item{{ProductID: "p-kettle", Quantity: 1}}})
 	if err != nil || declined.Status != orders.StatusRejected || declined.Reason != "card_declined" {
 		t.Errorf("declined = %+v, %v; want rejected card_declined", declined, err)
@@ -222,7 +222,7 @@ func TestHTTPBadInput(t *testing.T) {
 func TestHTTPHealthAndMetrics(t *testing.T) {
 	srv, _, _ := serveWithFakes(t)
 	c := newClient(t, srv.URL)
-	if _, err := c.PlaceOrder(context.Background(), orders.PlaceOrderRequest{CustomerID: "c1", IdempotencyKey: "k",
+	if _, _, err := c.PlaceOrder(context.Background(), orders.PlaceOrderRequest{CustomerID: "c1", IdempotencyKey: "k",
 		Items: []orders.Item{{ProductID: "p-mug", Quantity: 1}}}); err != nil {
 		t.Fatal(err)
 	}

@@ -120,8 +120,15 @@ func DecodeResponse[T any](_ context.Context, r *http.Response) (any, error) {
 	if err := json.NewDecoder(io.LimitReader(r.Body, 16<<20)).Decode(v); err != nil {
 		return nil, fmt.Errorf("decode %s answer: %w", r.Request.URL.Path, err)
 	}
+	if s, ok := any(v).(StatusReceiver); ok {
+		s.SetHTTPStatus(r.StatusCode)
+	}
 	return v, nil
 }
+
+// StatusReceiver is implemented by client answer types that need the HTTP status of a 2xx answer, such
+// as a create call telling a new resource (201) from an idempotent repeat (200).
+type StatusReceiver interface{ SetHTTPStatus(code int) }
 
 // ResponseError turns a non-2xx answer into an *Error, keeping the callee's code and message when the body
 // has the shop's error shape.

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"sync"
 	"syscall"
 	"time"
 
@@ -35,6 +36,9 @@ type Service struct {
 	Ready    []ReadyCheck
 	// Extra routes served beside the API (e.g. /debug/resilience), keyed by ServeMux pattern.
 	Extra map[string]http.Handler
+
+	once    sync.Once
+	handler http.Handler
 }
 
 // NewLogger returns the JSON logger every service uses, carrying service and request ids.
@@ -51,8 +55,14 @@ func NewRegistry() *prometheus.Registry {
 }
 
 // Handler assembles the full HTTP handler of s: /healthz, /readyz, /metrics and the API, wrapped in panic
-// recovery, request ids, deadline propagation, access logs and RED metrics.
+// recovery, request ids, deadline propagation, access logs and RED metrics. It is built once: the
+// metrics it registers may be registered only once.
 func (s *Service) Handler() http.Handler {
+	s.once.Do(func() { s.handler = s.buildHandler() })
+	return s.handler
+}
+
+func (s *Service) buildHandler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})

@@ -35,7 +35,7 @@ func New(baseURL string, opts ...platform.ClientOption) (*Client, error) {
 	}
 	cfg := platform.NewClientConfig(opts...)
 	return &Client{
-		placeOrder: cfg.Wrap("place_order", true, platform.ClientEndpoint[orders.PlaceOrderRequest, orders.Order](
+		placeOrder: cfg.Wrap("place_order", true, platform.ClientEndpoint[orders.PlaceOrderRequest, placed](
 			cfg.HTTP, base, http.MethodPost, func(orders.PlaceOrderRequest) string { return "orders" })),
 		getOrder: cfg.Wrap("get_order", true, platform.ClientEndpoint[getOrderRequest, orders.Order](
 			cfg.HTTP, base, http.MethodGet, func(r getOrderRequest) string { return "orders/" + url.PathEscape(r.id) })),
@@ -49,9 +49,19 @@ func New(baseURL string, opts ...platform.ClientOption) (*Client, error) {
 // PlaceOrder places an order and returns it in the state its saga reached (normally confirmed, rejected
 // with a reason, or cancelled). req.IdempotencyKey is required; repeating the request with the same key
 // returns the same order, the same key with another request is a 409 idempotency_key_reused.
-func (c *Client) PlaceOrder(ctx context.Context, req orders.PlaceOrderRequest) (orders.Order, error) {
-	return call[orders.Order](ctx, c.placeOrder, req)
+// created tells a new order (201) from a repeat of an earlier request (200).
+func (c *Client) PlaceOrder(ctx context.Context, req orders.PlaceOrderRequest) (o orders.Order, created bool, err error) {
+	p, err := call[placed](ctx, c.placeOrder, req)
+	return p.Order, p.status == http.StatusCreated, err
 }
+
+// placed is the answer of POST /orders with its status.
+type placed struct {
+	orders.Order
+	status int
+}
+
+func (p *placed) SetHTTPStatus(code int) { p.status = code }
 
 // GetOrder returns one order; an unknown id is a 404 not_found.
 func (c *Client) GetOrder(ctx context.Context, id string) (orders.Order, error) {
