@@ -38,7 +38,7 @@ func (c pactCLI) run(args ...string) (string, int) {
 		}
 	}
 	// One retry at most: a 5xx from this broker is a bug to see at once, not after minutes of back-off.
-	cmd.Env = append(env, "PACT_BROKER_HTTP_RETRIES=1", "NO_COLOR=1")
+	cmd.Env = append(env, "PACT_BROKER_HTTP_RETRIES=1", "NO_COLOR=1", "PACT_DO_NOT_TRACK=true")
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError
 	switch {
