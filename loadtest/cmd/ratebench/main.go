@@ -1,0 +1,315 @@
+// Command ratebench measures how high a request rate each load generator holds, and at what CPU cost:
+// our open-model engine (package loadtest) against vegeta's attacker, on loopback, one after the other
+// against the same trivial HTTP server running as a separate process (so the server's CPU is not
+// billed to the generator, and the generator's CPU is measured alone with getrusage).
+//
+// A generator holds a rate when its successful responses per second of wall time (start of the attack
+// to the last response) reach 99 % of the target. Each step is short and bounded (-step, default 5s),
+// and a generator stops climbing after two rates in a row it could not hold.
+//
+//	go run ./loadtest/cmd/ratebench -rates 5000,10000,15000,20000,25000,30000 -step 5s
+//
+// It prints a Markdown table (docs/performance.md keeps the latest one).
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/resilience-lab/lab/loadtest"
+)
+
+func main() {
+	serve := flag.Bool("serve", false, "internal: run the trivial target server and print its address")
+	rates := flag.String("rates", "5000,10000,15000,20000,25000,30000", "comma-separated target rates (requests/s), climbed in order")
+	step := flag.Duration("step", 5*time.Second, "length of each run (at most 30s)")
+	tools := flag.String("tools", "loadtest,vegeta", "generators to measure: loadtest, vegeta")
+	maxInFlight := flag.Int("max-inflight", 10000, "in-flight cap for our engine (vegeta's workers are unbounded by default)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole benchmark to this file")
+	flag.Parse()
+	if *serve {
+		if err := runServer(); err != nil {
+			fmt.Fprintln(os.Stderr, "ratebench server:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "ratebench:", err)
+			os.Exit(2)
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if err := bench(*rates, *step, *tools, *maxInFlight); err != nil {
+		pprof.StopCPUProfile()
+		fmt.Fprintln(os.Stderr, "ratebench:", err)
+		os.Exit(2)
+	}
+}
+
+// runServer answers every request with a tiny 200 until its stdin closes (the parent exited).
+func runServer() error {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	body := []byte("ok\n")
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "text/plain")
+			w.Write(body)
+		}),
+		ReadHeaderTimeout: 5 * time.Second,
+		// Close connections idle for a second, so those a finished run leaves behind (vegeta keeps up to
+		// 10000 per host) are gone before the next run instead of piling up towards the fd limit.
+		IdleTimeout: time.Second,
+	}
+	fmt.Println(ln.Addr().String())
+	go func() {
+		io.Copy(io.Discard, os.Stdin)
+		srv.Close()
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// measurement is one generator at one rate.
+type measurement struct {
+	tool       string
+	rate       int
+	sent, ok   uint64
+	wall       time.Duration
+	p99        time.Duration
+	cpu        time.Duration // generator process CPU (user+sys)
+	serverCPU  time.Duration
+	lagMax     time.Duration // ours only: how late the latest request was sent
+	latencyRef string        // what p99 is measured from
+}
+
+func (m measurement) achieved() float64 { return float64(m.ok) / m.wall.Seconds() }
+
+func (m measurement) held() bool { return m.achieved() >= 0.99*float64(m.rate) }
+
+func bench(rateList string, step time.Duration, toolList string, maxInFlight int) error {
+	if step <= 0 || step > 30*time.Second {
+		return fmt.Errorf("-step %s: want a duration in (0, 30s]", step)
+	}
+	var rates []int
+	for _, s := range strings.Split(rateList, ",") {
+		r, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || r < 1 || r > 200000 {
+			return fmt.Errorf("-rates: %q is not a rate in 1..200000", s)
+		}
+		rates = append(rates, r)
+	}
+	tools := strings.Split(toolList, ",")
+	for _, t := range tools {
+		if t != "loadtest" && t != "vegeta" {
+			return fmt.Errorf("-tools: unknown generator %q", t)
+		}
+	}
+
+	server := exec.Command(os.Args[0], "-serve")
+	server.Stderr = os.Stderr
+	stdin, err := server.StdinPipe()
+	if err != nil {
+		return err
+	}
+	stdout, err := server.StdoutPipe()
+	if err != nil {
+		return err
+	}
+	if err := server.Start(); err != nil {
+		return err
+	}
+	defer func() {
+		stdin.Close()
+		server.Wait()
+	}()
+	addr, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil {
+		return fmt.Errorf("server did not start: %w", err)
+	}
+	url := "http://" + strings.TrimSpace(addr) + "/"
+	if !loadtest.IsLoopback(strings.Split(strings.TrimSpace(addr), ":")[0]) {
+		return fmt.Errorf("server address %s is not loopback", addr)
+	}
+
+	fmt.Printf("ratebench: %s, GOMAXPROCS %d, %d CPUs, step %s, target %s (separate process, pid %d)\n\n",
+		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), step, url, server.Process.Pid)
+	fmt.Println("| rate (rps) | generator | sent | ok | achieved (rps) | held ±1 % | p99 | generator CPU (cores) | CPU ms per 1k req | server CPU (cores) |")
+	fmt.Println("|---:|---|---:|---:|---:|:---:|---:|---:|---:|---:|")
+	best := map[string]measurement{}
+	misses := map[string]int{}
+	for i, rate := range rates {
+		order := tools
+		if i%2 == 1 { // alternate who goes first, so neither always meets a warmer server
+			order = []string{tools[len(tools)-1]}
+			if len(tools) > 1 {
+				order = append(order, tools[:len(tools)-1]...)
+			}
+		}
+		for _, tool := range order {
+			if misses[tool] >= 2 {
+				continue
+			}
+			runtime.GC()
+			time.Sleep(1500 * time.Millisecond) // past the server's idle timeout: the last run's connections are closed
+			m, err := measure(tool, url, rate, step, maxInFlight, server.Process.Pid)
+			if err != nil {
+				return err
+			}
+			if procCPU(server.Process.Pid) == 0 {
+				return errors.New("the target server is gone (see its stderr above)")
+			}
+			printRow(m)
+			if m.held() {
+				misses[tool] = 0
+				if m.rate > best[tool].rate {
+					best[tool] = m
+				}
+			} else {
+				misses[tool]++
+			}
+		}
+	}
+	fmt.Println()
+	for _, tool := range tools {
+		b, ok := best[tool]
+		if !ok {
+			fmt.Printf("%s: held none of the rates\n", tool)
+			continue
+		}
+		fmt.Printf("%s: highest rate held %d rps, %.1f CPU ms per 1k requests there (%.2f cores)\n",
+			tool, b.rate, cpuPer1k(b), b.cpu.Seconds()/b.wall.Seconds())
+	}
+	return nil
+}
+
+func printRow(m measurement) {
+	held := "no"
+	if m.held() {
+		held = "yes"
+	}
+	p99 := fmt.Sprintf("%.2f ms (%s)", float64(m.p99)/1e6, m.latencyRef)
+	if m.tool == "loadtest" {
+		p99 += fmt.Sprintf(", lag max %.1f ms", float64(m.lagMax)/1e6)
+	}
+	fmt.Printf("| %d | %s | %d | %d | %.0f | %s | %s | %.2f | %.1f | %.2f |\n",
+		m.rate, m.tool, m.sent, m.ok, m.achieved(), held, p99,
+		m.cpu.Seconds()/m.wall.Seconds(), cpuPer1k(m), m.serverCPU.Seconds()/m.wall.Seconds())
+}
+
+func cpuPer1k(m measurement) float64 {
+	if m.ok == 0 {
+		return 0
+	}
+	return float64(m.cpu.Milliseconds()) / (float64(m.ok) / 1000)
+}
+
+func measure(tool, url string, rate int, step time.Duration, maxInFlight, serverPid int) (measurement, error) {
+	m := measurement{tool: tool, rate: rate}
+	cpu0, srv0 := selfCPU(), procCPU(serverPid)
+	start := time.Now()
+	var err error
+	switch tool {
+	case "loadtest":
+		err = runOurs(&m, url, rate, step, maxInFlight)
+	case "vegeta":
+		runVegeta(&m, url, rate, step)
+	}
+	m.wall = time.Since(start)
+	m.cpu = selfCPU() - cpu0
+	m.serverCPU = procCPU(serverPid) - srv0
+	return m, err
+}
+
+func runOurs(m *measurement, url string, rate int, step time.Duration, maxInFlight int) error {
+	mix, err := loadtest.NewMix(loadtest.Kind{Name: "get", Weight: 1, Build: func(ctx context.Context, _ uint64) (*http.Request, error) {
+		return http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	}})
+	if err != nil {
+		return err
+	}
+	res, err := loadtest.Run(context.Background(), loadtest.Options{
+		Profile:     loadtest.Constant(float64(rate), step),
+		Mix:         mix,
+		MaxRequests: uint64(float64(rate)*step.Seconds()) + 1,
+		MaxInFlight: maxInFlight,
+		Timeout:     10 * time.Second,
+	})
+	if err != nil {
+		return err
+	}
+	m.sent, m.ok = res.Totals.Sent, res.Totals.OK
+	m.p99 = time.Duration(res.Totals.Latency.P99 * 1e6)
+	m.lagMax = time.Duration(res.Totals.LagMaxMs * 1e6)
+	m.latencyRef = "from due time"
+	return nil
+}
+
+func runVegeta(m *measurement, url string, rate int, step time.Duration) {
+	atk := vegeta.NewAttacker(vegeta.Timeout(10*time.Second), vegeta.KeepAlive(true))
+	tr := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodGet, URL: url})
+	var metrics vegeta.Metrics
+	for res := range atk.Attack(tr, vegeta.Rate{Freq: rate, Per: time.Second}, step, "ratebench") {
+		metrics.Add(res)
+		m.sent++
+		if res.Code == http.StatusOK {
+			m.ok++
+		}
+	}
+	metrics.Close()
+	m.p99 = metrics.Latencies.P99
+	m.latencyRef = "from send"
+}
+
+// selfCPU is this process's user+system CPU time.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// procCPU is another process's user+system CPU time from /proc/PID/stat (in clock ticks of 1/100 s,
+// the Linux USER_HZ).
+func procCPU(pid int) time.Duration {
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// Fields after the command name, which is in parentheses and may contain spaces.
+	s := string(raw)
+	fields := strings.Fields(s[strings.LastIndex(s, ")")+1:])
+	if len(fields) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(fields[11], 10, 64)
+	stime, _ := strconv.ParseInt(fields[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
+}
