@@ -11,6 +11,7 @@ import (
 )
 
 func main() {
+	platform.Healthcheck(os.Args)
 	env := platform.NewEnv()
 	cfg := orders.ConfigFromEnv(env)
 	if err := env.Err(); err != nil {

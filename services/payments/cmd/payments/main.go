@@ -10,7 +10,10 @@ import (
 	"github.com/resilience-lab/lab/services/platform"
 )
 
-func main() { os.Exit(run()) }
+func main() {
+	platform.Healthcheck(os.Args)
+	os.Exit(run())
+}
 
 func run() int {
 	env := platform.NewEnv()
