@@ -1,0 +1,28 @@
+//go:build pact
+
+package contracts
+
+// Provider states: the names consumers put in their pacts and providers must have a handler for. A
+// handler makes the state true through the provider's own API (or checks it, when it is built in) and
+// may return values the verifier injects where the pact says fromProviderState (generated ids).
+const (
+	// catalog; the orders provider knows the two product states too, through its own catalog.
+	stateProductExists        = "a product exists"            // → productId
+	stateProductDoesNotExist  = "a product does not exist"    // params: productId
+	stateProductInStock       = "a product is in stock"       // params: quantity → productId
+	stateProductOutOfStock    = "a product is out of stock"   // → productId
+	stateReservationHeld      = "a reservation is held"       // → reservationId
+	stateReservationReleased  = "a reservation was released"  // → reservationId
+	stateReservationCommitted = "a reservation was committed" // → reservationId
+
+	// payments
+	stateOrderHasNoPayment   = "an order has no payment"    // params: orderId
+	stateIssuerDeclinesCard  = "the issuer declines a card" // → cardNumber
+	stateCapturedPayment     = "a captured payment exists"  // params: orderId → paymentId
+	stateDeclinedPayment     = "a declined payment exists"  // params: orderId → paymentId
+	statePaymentDoesNotExist = "a payment does not exist"   // params: paymentId
+
+	// orders
+	stateCustomerHasOrder  = "a customer has an order" // params: customerId, quantity?, idempotencyKey? → orderId, productId
+	stateOrderDoesNotExist = "an order does not exist" // params: orderId
+)
