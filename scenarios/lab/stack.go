@@ -300,6 +300,12 @@ func (s *Stack) serviceEnv(svc string) map[string]string {
 	default:
 		env[upperName(svc)+"_DB"] = "/data/" + svc + ".db"
 	}
+	if svc == "orders" {
+		// Sagas a fault left half-done resume within a second or two of the fault, so a short run
+		// settles quickly.
+		env["ORDERS_RESUME_INTERVAL"] = "1s"
+		env["ORDERS_RESUME_GRACE"] = "1s"
+	}
 	for _, l := range Links {
 		if l.Caller == svc {
 			env[up[l.Callee]] = fmt.Sprintf("http://toxiproxy:%d", l.Port)
