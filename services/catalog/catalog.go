@@ -41,9 +41,7 @@ func ConfigFromEnv(env *platform.Env) Config {
 		ReservationTTL:  env.Duration("CATALOG_RESERVATION_TTL", 5*time.Minute),
 		SweepInterval:   env.Duration("CATALOG_SWEEP_INTERVAL", 10*time.Second),
 		ShutdownTimeout: env.Duration("SHUTDOWN_TIMEOUT", 10*time.Second),
-	}
-	if err := cfg.LogLevel.UnmarshalText([]byte(env.String("LOG_LEVEL", "info"))); err != nil {
-		env.Fail("LOG_LEVEL=%q: want debug, info, warn or error", env.String("LOG_LEVEL", ""))
+		LogLevel:        env.LogLevel("LOG_LEVEL", slog.LevelInfo),
 	}
 	for _, p := range cfg.problems() {
 		env.Fail("%s", p)

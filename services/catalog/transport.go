@@ -34,7 +34,7 @@ func NewHTTPHandler(endpoints Set, logger *slog.Logger) http.Handler {
 	mux.Handle("GET /reservations/{id}", httptransport.NewServer(endpoints.GetReservation, decodeGetReservation, encode, opts...))
 	mux.Handle("POST /reservations/{id}/commit", httptransport.NewServer(endpoints.Commit, decodeCommit, encode, opts...))
 	mux.Handle("POST /reservations/{id}/release", httptransport.NewServer(endpoints.Release, decodeRelease, encode, opts...))
-	return jsonUnmatched(mux)
+	return platform.JSONMux(mux)
 }
 
 func decodeListProducts(_ context.Context, _ *http.Request) (any, error) {
@@ -95,47 +95,4 @@ func decodeEmptyBody(r *http.Request) error {
 		io.Closer
 	}{body, r.Body}
 	return platform.DecodeJSON(r, &struct{}{})
-}
-
-// jsonUnmatched answers requests no route matches (unknown path, wrong method) in the shop's error shape
-// instead of ServeMux's plain text, keeping the Allow header of a 405.
-func jsonUnmatched(mux *http.ServeMux) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		h, pattern := mux.Handler(r)
-		if pattern != "" {
-			mux.ServeHTTP(w, r)
-			return
-		}
-		probe := &headerProbe{header: http.Header{}}
-		h.ServeHTTP(probe, r)
-		switch probe.status {
-		case http.StatusMethodNotAllowed:
-			w.Header().Set("Allow", probe.header.Get("Allow"))
-			platform.WriteError(w, platform.Errorf(http.StatusMethodNotAllowed, "method_not_allowed",
-				"%s is not allowed on %s", r.Method, r.URL.Path))
-		case http.StatusNotFound:
-			platform.WriteError(w, platform.NotFound("no route for %s %s", r.Method, r.URL.Path))
-		default: // redirects to the cleaned path and the like
-			mux.ServeHTTP(w, r)
-		}
-	})
-}
-
-// headerProbe records what ServeMux's fallback handler would answer, discarding the body.
-type headerProbe struct {
-	header http.Header
-	status int
-}
-
-func (p *headerProbe) Header() http.Header { return p.header }
-func (p *headerProbe) WriteHeader(status int) {
-	if p.status == 0 {
-		p.status = status
-	}
-}
-func (p *headerProbe) Write(b []byte) (int, error) {
-	if p.status == 0 {
-		p.status = http.StatusOK
-	}
-	return len(b), nil
 }

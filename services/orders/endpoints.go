@@ -13,8 +13,8 @@ type Set struct {
 	ListOrdersEndpoint endpoint.Endpoint
 }
 
-// NewEndpoints builds the endpoint Set of svc.
-func NewEndpoints(svc Service) Set {
+// NewSet builds the endpoint Set of svc.
+func NewSet(svc Service) Set {
 	return Set{
 		PlaceOrderEndpoint: makePlaceOrderEndpoint(svc),
 		GetOrderEndpoint:   makeGetOrderEndpoint(svc),

@@ -163,7 +163,7 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 	a := &app{
 		platform: &platform.Service{
 			Name:     "orders",
-			API:      NewHTTPHandler(NewEndpoints(svc), logger),
+			API:      NewHTTPHandler(NewSet(svc), logger),
 			Registry: reg,
 			Logger:   logger,
 			Ready:    []platform.ReadyCheck{{Name: "db", Check: st.ping}},

@@ -45,13 +45,10 @@ func ConfigFromEnv(env *platform.Env) Config {
 		DBPath:           env.String("PAYMENTS_DB", DefaultDBPath),
 		DeclineOverCents: int64(env.Int("PAYMENTS_DECLINE_OVER_CENTS", DefaultDeclineOverCents)),
 		ShutdownTimeout:  env.Duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout),
+		LogLevel:         env.LogLevel("LOG_LEVEL", slog.LevelInfo),
 	}
 	if cfg.DeclineOverCents < 0 {
 		env.Fail("PAYMENTS_DECLINE_OVER_CENTS=%d: want a non-negative number of cents", cfg.DeclineOverCents)
-	}
-	level := env.String("LOG_LEVEL", "info")
-	if err := cfg.LogLevel.UnmarshalText([]byte(level)); err != nil {
-		env.Fail("LOG_LEVEL=%q: want debug, info, warn or error", level)
 	}
 	return cfg
 }

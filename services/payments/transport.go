@@ -26,14 +26,7 @@ func NewHTTPHandler(endpoints Set, logger *slog.Logger) http.Handler {
 	mux.Handle("GET /payments", httptransport.NewServer(endpoints.ListPaymentsEndpoint, decodeListPaymentsRequest, encodeOK, opts...))
 	mux.Handle("GET /payments/{id}", httptransport.NewServer(endpoints.GetPaymentEndpoint, decodePaymentIDRequest, encodeOK, opts...))
 	mux.Handle("POST /payments/{id}/refund", httptransport.NewServer(endpoints.RefundEndpoint, decodeRefundRequest, encodeOK, opts...))
-	// ServeMux answers unknown routes and wrong methods in plain text; these keep the shop's JSON error shape.
-	mux.Handle("/payments", methodNotAllowed("GET, HEAD, POST"))
-	mux.Handle("/payments/{id}", methodNotAllowed("GET, HEAD"))
-	mux.Handle("/payments/{id}/refund", methodNotAllowed("POST"))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		platform.WriteError(w, platform.NotFound("no route for %s %s", r.Method, r.URL.Path))
-	})
-	return mux
+	return platform.JSONMux(mux)
 }
 
 // logFault logs errors that are the service's own fault; rejected input and business outcomes (4xx) and
@@ -46,13 +39,6 @@ func logFault(ctx context.Context, logger *slog.Logger, err error) {
 		return
 	}
 	logger.ErrorContext(ctx, "request failed", "err", err)
-}
-
-func methodNotAllowed(allow string) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", allow)
-		platform.WriteError(w, platform.Errorf(http.StatusMethodNotAllowed, "method_not_allowed", "%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow))
-	})
 }
 
 func decodeChargeRequest(_ context.Context, r *http.Request) (any, error) {
