@@ -78,6 +78,7 @@ type Graph struct {
 	versions      map[int64][]*Version // by pacticipant, ascending ID
 	versionByID   map[int64]*Version
 	publications  []*Publication
+	pubIndex      map[[2]int64]*Publication  // by consumer version and provider
 	verifications map[string][]*Verification // by pact sha, ascending ID
 	deployments   []*Deployment
 }
@@ -90,6 +91,7 @@ func NewGraph(ps []*Pacticipant, vs []*Version, pubs []*Publication, vers []*Ver
 		versions:      map[int64][]*Version{},
 		versionByID:   map[int64]*Version{},
 		publications:  pubs,
+		pubIndex:      map[[2]int64]*Publication{},
 		verifications: map[string][]*Verification{},
 		deployments:   deps,
 	}
@@ -103,6 +105,9 @@ func NewGraph(ps []*Pacticipant, vs []*Version, pubs []*Publication, vers []*Ver
 	}
 	for _, pv := range g.versions {
 		slices.SortFunc(pv, func(a, b *Version) int { return cmp.Compare(a.ID, b.ID) })
+	}
+	for _, p := range pubs {
+		g.pubIndex[[2]int64{p.ConsumerVersionID, p.ProviderID}] = p
 	}
 	for _, v := range vers {
 		g.verifications[v.Sha] = append(g.verifications[v.Sha], v)
@@ -170,12 +175,7 @@ func (g *Graph) Versions(p *Pacticipant, spec VersionSpec, keep func(*Version) b
 
 // Publication returns the pact consumer version cv holds for provider, or nil.
 func (g *Graph) Publication(consumerVersionID, providerID int64) *Publication {
-	for _, p := range g.publications {
-		if p.ConsumerVersionID == consumerVersionID && p.ProviderID == providerID {
-			return p
-		}
-	}
-	return nil
+	return g.pubIndex[[2]int64{consumerVersionID, providerID}]
 }
 
 // Consumers returns the pacticipants holding a pact with provider, by name.

@@ -761,7 +761,7 @@ func (s *Service) PublishVerification(ctx context.Context, provider, consumer, s
 		return nil, err
 	}
 	s.metrics.verifications.WithLabelValues(fmt.Sprint(*r.Success)).Inc()
-	return getVerification(ctx, s.st.write, sha, id)
+	return getVerification(ctx, s.st.read, sha, id)
 }
 
 // Verification returns verification id (0: the latest) of pact content sha between consumer and provider.
@@ -943,7 +943,7 @@ func (s *Service) RecordDeployment(ctx context.Context, pacticipant, number, env
 
 // Deployment returns deployed version uuid.
 func (s *Service) Deployment(ctx context.Context, uuid string) (*DeploymentRecord, error) {
-	ds, err := queryDeployments(ctx, s.st.write, "d.uuid = ?", uuid)
+	ds, err := queryDeployments(ctx, s.st.read, "d.uuid = ?", uuid)
 	if err != nil {
 		return nil, err
 	}

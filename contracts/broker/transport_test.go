@@ -1,7 +1,10 @@
 package broker
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strings"
@@ -302,5 +305,38 @@ func TestBranchNamesWithSlashesRoundTrip(t *testing.T) {
 		map[string]any{"consumerVersionSelectors": []any{map[string]any{"branch": "feat/x"}}})
 	if got := dig(t, vp, "_embedded", "pacts", 0, "shortDescription"); got != "latest from branch feat/x" {
 		t.Errorf("shortDescription = %v", got)
+	}
+}
+
+func TestConcurrentPublicationsAllSucceed(t *testing.T) {
+	b := startBroker(t, Config{})
+	const n = 64
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		version := fmt.Sprintf("1.0.%d", i)
+		data, err := json.Marshal(publishBody("shop-web", version, "main", []string{"t"}, "catalog", samplePact("shop-web", "catalog", version)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() { // no t.Fatal off the test goroutine: errors travel back on errs
+			resp, err := http.Post(b.URL+"/contracts/publish", "application/json", bytes.NewReader(data))
+			if err == nil {
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					err = fmt.Errorf("publish %s: %d %s", version, resp.StatusCode, body)
+				}
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < n; i++ {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	_, vs := b.call(t, "GET", "/pacticipants/shop-web/versions", nil)
+	if got := len(dig(t, vs, "_embedded", "versions").([]any)); got != n {
+		t.Errorf("%d versions stored, want %d", got, n)
 	}
 }
