@@ -2,11 +2,15 @@ package scenarios
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/resilience-lab/lab/scenarios/experiment"
 	"github.com/resilience-lab/lab/scenarios/fault"
+	"github.com/resilience-lab/lab/scenarios/lab"
 	"github.com/resilience-lab/lab/scenarios/measure"
 )
 
@@ -53,7 +57,25 @@ func pair(s experiment.Scenario, without, with func(*experiment.Scenario)) Pair 
 	w.Env = bare()
 	without(&w)
 	with(&p)
+	w.Policy, p.Policy = describe(w.Env), describe(p.Env)
 	return Pair{Without: w, With: p}
+}
+
+// describe lists what env sets beyond bare(): the policies a variant turns on.
+func describe(env map[string]map[string]string) string {
+	off := bare()
+	var parts []string
+	for _, svc := range lab.Services {
+		for _, k := range slices.Sorted(maps.Keys(env[svc])) {
+			if off[svc][k] != env[svc][k] {
+				parts = append(parts, k+"="+env[svc][k])
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return "none: every breaker, retry, timeout, bulkhead, shedder off; rate limit 1000/s"
+	}
+	return strings.Join(parts, ", ") + " (every other policy off)"
 }
 
 func step(f fault.Fault) fault.Step { return fault.Step{Fault: f, From: faultOn, To: faultOff} }

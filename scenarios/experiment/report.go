@@ -147,7 +147,11 @@ func Markdown(r *Report) string {
 		}
 		fmt.Fprintf(&b, "%s %.0f req/s %v", s.Name, s.Rate, s.Kinds)
 	}
-	fmt.Fprintf(&b, "\n- Policy configuration: %s\n", envString(r.Env))
+	policy := r.Policy
+	if policy == "" {
+		policy = envString(r.Env)
+	}
+	fmt.Fprintf(&b, "\n- Policies: %s\n", policy)
 	fmt.Fprintf(&b, "- Steady state: %s\n\n", r.Steady)
 	b.WriteString("| measure | value |\n| --- | --- |\n")
 	fmt.Fprintf(&b, "| fault on → off | %.2f s → %.2f s |\n", r.FaultOnS, r.FaultOffS)

@@ -46,6 +46,7 @@ type Report struct {
 	Started     time.Time                    `json:"started"`
 	DurationS   float64                      `json:"duration_s"`
 	Env         map[string]map[string]string `json:"env"`
+	Policy      string                       `json:"policy"`
 	Faults      []string                     `json:"faults"`
 	Steady      string                       `json:"steady_state"`
 	During      string                       `json:"during_fault_hypothesis,omitempty"`
@@ -99,7 +100,7 @@ func Run(ctx context.Context, lab Lab, sc Scenario, progress io.Writer) (*Report
 	if progress == nil {
 		progress = io.Discard
 	}
-	rep := &Report{ID: sc.ID, Variant: sc.Variant, Title: sc.Title, Teaches: sc.Teaches, Env: sc.Env,
+	rep := &Report{ID: sc.ID, Variant: sc.Variant, Title: sc.Title, Teaches: sc.Teaches, Env: sc.Env, Policy: sc.Policy,
 		Steady: sc.Steady.String(), Streams: sc.Streams, DurationS: sc.Duration.Seconds()}
 	if sc.During != nil {
 		rep.During = sc.During.String()

@@ -92,8 +92,10 @@ type Scenario struct {
 	Title       string
 	// Teaches says, for the report, what the difference between the variants shows.
 	Teaches string
-	// Env is the policy configuration: extra environment per service. Services not named run bare.
-	Env map[string]map[string]string
+	// Env is the policy configuration: extra environment per service. Services not named run with
+	// their defaults. Policy describes it for the report (what differs from no policies at all).
+	Env    map[string]map[string]string
+	Policy string
 	// Streams are the load; the first is the primary one the hypotheses and the safety watch.
 	Streams  []Stream
 	Duration time.Duration

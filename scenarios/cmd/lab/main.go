@@ -1,0 +1,86 @@
+// Command lab runs the chaos lab's whole suite (or the scenarios whose id contains -only) on a fresh
+// stack, writes every report and the index page to results/, prints the summary table and exits
+// non-zero when a verdict failed. `make lab` runs it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/resilience-lab/lab/scenarios"
+	"github.com/resilience-lab/lab/scenarios/experiment"
+	"github.com/resilience-lab/lab/scenarios/lab"
+)
+
+func main() {
+	only := flag.String("only", "", "run only the scenarios whose id contains this (e.g. payments)")
+	list := flag.Bool("list", false, "list the scenarios and exit")
+	dir := flag.String("results", "", "where to write the reports (default results/ at the repository root)")
+	flag.Parse()
+	if *list {
+		for _, p := range scenarios.All() {
+			fmt.Printf("%-20s %s\n", p.With.ID, p.With.Title)
+		}
+		return
+	}
+	os.Exit(run(*only, *dir))
+}
+
+func run(only, dir string) int {
+	ctx := context.Background()
+	begin := time.Now()
+	if dir == "" {
+		var err error
+		if dir, err = scenarios.ResultsDir(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+	}
+	stack, err := lab.Start(ctx, lab.Config{Progress: os.Stderr})
+	if err != nil {
+		if errors.Is(err, lab.ErrNoDocker) {
+			fmt.Fprintln(os.Stderr, "lab: a Docker engine is needed: run `make docker-engine` first:", err)
+		} else {
+			fmt.Fprintln(os.Stderr, err)
+		}
+		return 2
+	}
+	defer stack.Close(ctx)
+	defer stack.CloseOnPanic()
+
+	var reports []*experiment.Report
+	failed := 0
+	for _, sc := range scenarios.Ordered(scenarios.All()) {
+		if only != "" && !strings.Contains(sc.ID, only) {
+			continue
+		}
+		rep, err := scenarios.RunOne(ctx, stack, sc, dir, os.Stderr)
+		if rep != nil {
+			reports = append(reports, rep)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			failed++
+			continue
+		}
+		if !rep.Passed() {
+			failed++
+		}
+		fmt.Fprintf(os.Stderr, "%s: %s (score %.1f)\n", sc.Name(), rep.Verdict, rep.Score)
+	}
+	if err := experiment.WriteIndex(dir, reports); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	fmt.Printf("\n%s\n%d of %d passed · reports: %s/index.html · wall time %.0f s\n",
+		experiment.Table(experiment.Summarize(reports)), len(reports)-failed, len(reports), dir, time.Since(begin).Seconds())
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
