@@ -49,6 +49,9 @@ type Scrape struct {
 	Missing []string
 }
 
+// defaultScrapeClient bounds a scrape: a frozen service must not stall the series.
+var defaultScrapeClient = &http.Client{Timeout: 2 * time.Second}
+
 // Scraper polls the services' /metrics at a fixed interval.
 type Scraper struct {
 	// URL returns where to read service's metrics.
@@ -63,9 +66,6 @@ type Scraper struct {
 
 // Run scrapes until ctx ends.
 func (s *Scraper) Run(ctx context.Context) {
-	if s.Client == nil {
-		s.Client = &http.Client{Timeout: 2 * time.Second}
-	}
 	t := time.NewTicker(s.Interval)
 	defer t.Stop()
 	for {
@@ -118,7 +118,11 @@ func (s *Scraper) read(ctx context.Context, service string) (map[Key]float64, er
 		return nil, err
 	}
 	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := s.Client.Do(req)
+	client := s.Client
+	if client == nil {
+		client = defaultScrapeClient
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return nil, err
 	}
