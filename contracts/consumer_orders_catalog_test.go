@@ -64,6 +64,36 @@ func TestConsumerOrdersCatalog(t *testing.T) {
 		}
 	})
 
+	// Compensation re-sends Reserve when a reservation's answer was lost: the same order_id gets the
+	// reservation made before (200), whatever the items, which fences off a late duplicate.
+	t.Run("repeat a reservation", func(t *testing.T) {
+		err := p.AddInteraction().
+			GivenWithParameter(models.ProviderState{Name: stateReservationHeld, Parameters: map[string]any{"orderId": "ord-1"}}).
+			UponReceiving("a reservation repeated for the same order").
+			WithRequest(http.MethodPost, "/reservations", jsonRequest(map[string]any{
+				"order_id": "ord-1",
+				"items": matchers.EachLike(map[string]any{
+					"product_id": matchers.FromProviderState("${productId}", "p-espresso"),
+					"quantity":   matchers.Integer(1),
+				}, 1),
+			})).
+			WillRespondWith(http.StatusOK, jsonBody(map[string]any{
+				"id":          matchers.FromProviderState("${reservationId}", "res-1"),
+				"status":      "held",
+				"total_cents": matchers.Integer(2490),
+			})).
+			ExecuteTest(t, func(cfg consumer.MockServerConfig) error {
+				r, err := reserve(t, cfg, "p-espresso", 1)
+				if err == nil && (r.ID != "res-1" || r.Status != catalog.ReservationHeld) {
+					err = fmt.Errorf("Reserve = %+v, want the held res-1", r)
+				}
+				return err
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("reserve a sold-out product", func(t *testing.T) {
 		err := p.AddInteraction().
 			Given(stateProductOutOfStock).

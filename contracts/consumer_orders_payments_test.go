@@ -56,6 +56,35 @@ func TestConsumerOrdersPayments(t *testing.T) {
 		}
 	})
 
+	// Compensation re-sends a charge whose answer was lost with the same key and body: payments answers
+	// 200 with the payment made before instead of charging twice.
+	t.Run("repeat a charge", func(t *testing.T) {
+		err := p.AddInteraction().
+			GivenWithParameter(models.ProviderState{Name: stateCapturedPayment,
+				Parameters: map[string]any{"orderId": "ord-1", "idempotencyKey": "order:ord-1"}}).
+			UponReceiving("a charge repeated with the same Idempotency-Key").
+			WithRequest(http.MethodPost, "/payments", func(b *consumer.V3RequestBuilder) {
+				b.Header("Idempotency-Key", matchers.S("order:ord-1"))
+			}, jsonRequest(map[string]any{
+				"order_id":     "ord-1",
+				"amount_cents": matchers.Integer(4980),
+			})).
+			WillRespondWith(http.StatusOK, jsonBody(map[string]any{
+				"id":     matchers.FromProviderState("${paymentId}", "pay-1"),
+				"status": "captured",
+			})).
+			ExecuteTest(t, func(cfg consumer.MockServerConfig) error {
+				got, err := charge(t, cfg, "")
+				if err == nil && (got.ID != "pay-1" || got.Status != payments.StatusCaptured) {
+					err = fmt.Errorf("Charge = %+v, want the captured pay-1", got)
+				}
+				return err
+			})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+
 	t.Run("charge a declined card", func(t *testing.T) {
 		err := p.AddInteraction().
 			Given(stateIssuerDeclinesCard).

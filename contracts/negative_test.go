@@ -115,6 +115,10 @@ func runChildExpectingFailure(t *testing.T) string {
 	case !strings.Contains(out, failedMarker):
 		t.Fatalf("the child failed, but not in the verifier:\n%s", out)
 	}
+	if i := strings.Index(out, "Failures:"); i >= 0 {
+		summary, _, _ := strings.Cut(out[i:], "=== RUN")
+		t.Logf("the verification failed, as it must:\n%s", strings.TrimSpace(summary))
+	}
 	return out
 }
 

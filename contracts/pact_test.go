@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/pact-foundation/pact-go/v2/consumer"
+	pactlog "github.com/pact-foundation/pact-go/v2/log"
 	"github.com/pact-foundation/pact-go/v2/matchers"
 
 	"github.com/resilience-lab/lab/services/platform"
@@ -40,10 +41,16 @@ const (
 	envBrokerToken = "PACT_BROKER_TOKEN"
 )
 
-// TestMain keeps the Pact libraries on loopback: they send anonymous usage events to the internet unless
-// PACT_DO_NOT_TRACK is set.
+// TestMain keeps the Pact libraries on loopback (they send anonymous usage events to the internet unless
+// PACT_DO_NOT_TRACK is set) and quiet: warnings and errors only, unless PACT_LOG_LEVEL asks for more. The
+// verifier's summary of each pact is printed whatever the level.
 func TestMain(m *testing.M) {
 	os.Setenv("PACT_DO_NOT_TRACK", "true")
+	if os.Getenv("PACT_LOG_LEVEL") == "" {
+		if err := pactlog.SetLogLevel("WARN"); err != nil {
+			panic(err)
+		}
+	}
 	os.Exit(m.Run())
 }
 

@@ -49,14 +49,14 @@ func catalogStates() map[string]stateFunc {
 			id, err := productOutOfStock(ctx, in.catalog)
 			return map[string]any{"productId": id}, err
 		},
-		stateReservationHeld: func(ctx context.Context, in *instance, _ map[string]any) (map[string]any, error) {
-			return reservationIn(ctx, in.catalog, nil)
+		stateReservationHeld: func(ctx context.Context, in *instance, params map[string]any) (map[string]any, error) {
+			return reservationIn(ctx, in.catalog, params, nil)
 		},
-		stateReservationReleased: func(ctx context.Context, in *instance, _ map[string]any) (map[string]any, error) {
-			return reservationIn(ctx, in.catalog, in.catalog.Release)
+		stateReservationReleased: func(ctx context.Context, in *instance, params map[string]any) (map[string]any, error) {
+			return reservationIn(ctx, in.catalog, params, in.catalog.Release)
 		},
-		stateReservationCommitted: func(ctx context.Context, in *instance, _ map[string]any) (map[string]any, error) {
-			return reservationIn(ctx, in.catalog, in.catalog.Commit)
+		stateReservationCommitted: func(ctx context.Context, in *instance, params map[string]any) (map[string]any, error) {
+			return reservationIn(ctx, in.catalog, params, in.catalog.Commit)
 		},
 	}
 }
@@ -122,15 +122,22 @@ func productOutOfStock(ctx context.Context, c *catalogclient.Client) (string, er
 	return p.ID, nil
 }
 
-// reservationIn holds one item of a product in stock and then applies then (commit, release) when set.
-func reservationIn(ctx context.Context, c *catalogclient.Client,
+// reservationIn holds one item of a product in stock for the order params name (orderId, optional) and
+// then applies then (commit, release) when set.
+func reservationIn(ctx context.Context, c *catalogclient.Client, params map[string]any,
 	then func(context.Context, string) (catalog.Reservation, error)) (map[string]any, error) {
-	id, err := productInStock(ctx, c, 1)
+	orderID := "state-" + platform.NewID()
+	if _, ok := params["orderId"]; ok {
+		var err error
+		if orderID, err = stringParam(params, "orderId"); err != nil {
+			return nil, err
+		}
+	}
+	productID, err := productInStock(ctx, c, 1)
 	if err != nil {
 		return nil, err
 	}
-	r, err := c.Reserve(ctx, catalog.ReserveRequest{OrderID: "state-" + platform.NewID(),
-		Items: []catalog.Item{{ProductID: id, Quantity: 1}}})
+	r, err := c.Reserve(ctx, catalog.ReserveRequest{OrderID: orderID, Items: []catalog.Item{{ProductID: productID, Quantity: 1}}})
 	if err != nil {
 		return nil, err
 	}
@@ -139,7 +146,7 @@ func reservationIn(ctx context.Context, c *catalogclient.Client,
 			return nil, err
 		}
 	}
-	return map[string]any{"reservationId": r.ID}, nil
+	return map[string]any{"reservationId": r.ID, "productId": productID}, nil
 }
 
 // expectNotFound turns the answer of a look-up that must miss into a state error.

@@ -57,15 +57,22 @@ func paymentsStates() map[string]stateFunc {
 	}
 }
 
-// paymentIn charges the state's order (parameter orderId) with card and checks the outcome is want.
+// paymentIn charges the state's order (parameter orderId, with the parameter idempotencyKey when given)
+// with card and checks the outcome is want.
 func paymentIn(ctx context.Context, c *paymentsclient.Client, params map[string]any, card string,
 	want payments.Status) (map[string]any, error) {
 	orderID, err := stringParam(params, "orderId")
 	if err != nil {
 		return nil, err
 	}
+	key := "state:" + platform.NewID()
+	if _, ok := params["idempotencyKey"]; ok {
+		if key, err = stringParam(params, "idempotencyKey"); err != nil {
+			return nil, err
+		}
+	}
 	p, err := c.Charge(ctx, payments.ChargeRequest{OrderID: orderID, AmountCents: stateChargeCents, CardNumber: card,
-		IdempotencyKey: "state:" + platform.NewID()})
+		IdempotencyKey: key})
 	if err != nil {
 		return nil, err
 	}

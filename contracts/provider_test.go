@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/pact-foundation/pact-go/v2/provider"
 
@@ -197,6 +198,8 @@ func (p *liveProvider) baseRequest(name string) provider.VerifyRequest {
 		ProviderStatesSetupURL: p.setup.URL,
 		FailIfNoPactsFound:     true,
 		DisableColoredOutput:   true,
+		// Per request and per state change; generous, so a loaded machine is not a failed contract.
+		RequestTimeout: 30 * time.Second,
 	}
 }
 

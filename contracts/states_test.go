@@ -7,18 +7,19 @@ package contracts
 // may return values the verifier injects where the pact says fromProviderState (generated ids).
 const (
 	// catalog; the orders provider knows the two product states too, through its own catalog.
-	stateProductExists        = "a product exists"            // → productId
-	stateProductDoesNotExist  = "a product does not exist"    // params: productId
-	stateProductInStock       = "a product is in stock"       // params: quantity → productId
-	stateProductOutOfStock    = "a product is out of stock"   // → productId
-	stateReservationHeld      = "a reservation is held"       // → reservationId
-	stateReservationReleased  = "a reservation was released"  // → reservationId
-	stateReservationCommitted = "a reservation was committed" // → reservationId
+	stateProductExists       = "a product exists"          // → productId
+	stateProductDoesNotExist = "a product does not exist"  // params: productId
+	stateProductInStock      = "a product is in stock"     // params: quantity → productId
+	stateProductOutOfStock   = "a product is out of stock" // → productId
+	// The reservation states take an optional orderId and return reservationId and productId.
+	stateReservationHeld      = "a reservation is held"
+	stateReservationReleased  = "a reservation was released"
+	stateReservationCommitted = "a reservation was committed"
 
 	// payments
 	stateOrderHasNoPayment   = "an order has no payment"    // params: orderId
 	stateIssuerDeclinesCard  = "the issuer declines a card" // → cardNumber
-	stateCapturedPayment     = "a captured payment exists"  // params: orderId → paymentId
+	stateCapturedPayment     = "a captured payment exists"  // params: orderId, idempotencyKey? → paymentId
 	stateDeclinedPayment     = "a declined payment exists"  // params: orderId → paymentId
 	statePaymentDoesNotExist = "a payment does not exist"   // params: paymentId
 
