@@ -60,7 +60,7 @@ else
 	broker_pid=$!
 	addr=""
 	for _ in $(seq 300); do # the broker logs the address it listens on; up to 30s
-		addr="$(jq -r 'select(.msg == "listening") | .addr' "$tmp/broker.log" 2>/dev/null | head -n1)"
+		addr="$(jq -rR 'fromjson? | select(.msg == "listening") | .addr' "$tmp/broker.log" 2>/dev/null | head -n1 || true)"
 		[ -n "$addr" ] && break
 		kill -0 "$broker_pid" 2>/dev/null || break
 		sleep 0.1
@@ -87,6 +87,7 @@ run env CONTRACTS_SOURCE=broker CONTRACTS_PROVIDER_VERSION="$version" CONTRACTS_
 	"$GO" test -tags pact -count=1 -v -run '^TestProvider' ./contracts/
 
 step "deploy: can-i-deploy, then record-deployment to $environment, providers first"
+printf '+ %s broker list-environments -o json | jq (is %s there?)\n' "$pact" "$environment"
 if ! "$pact" broker list-environments -o json | jq -e --arg env "$environment" \
 	'any(._embedded.environments[]?; .name == $env)' >/dev/null; then
 	run "$pact" broker create-environment --name "$environment" --production
