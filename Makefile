@@ -95,6 +95,11 @@ test: docker-engine pact-tools ## All tests: vet, unit and integration tests (ra
 	$(GO) vet -tags pact ./contracts/...
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 	$(GO) test -race -count=1 -tags pact ./contracts/...
+	$(MAKE) --no-print-directory contracts
+
+.PHONY: contracts
+contracts: pact-tools ## Contract CI flow: consumer tests → publish → verify from the broker → can-i-deploy → record-deployment → negative check
+	@bash scripts/pact-flow.sh
 
 .PHONY: vet
 vet: ## go vet and gofmt check
