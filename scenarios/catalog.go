@@ -286,7 +286,7 @@ func retryStorm() Pair {
 		"Half the charges are answered 503. Four attempts per call with no budget multiply the load on a struggling payments; a retry budget of 10 % of calls caps the amplification.",
 		step(fault.HTTPError("orders-payments", 503, 0.5)))
 	s.Amplification = &experiment.Amplification{Caller: "orders", CallerRoute: "POST /orders",
-		Callee: "payments", CalleeRoute: "POST /payments"}
+		Callee: "payments", CalleeRoute: "POST /payments, GET /healthz"}
 	storm := settings{"RETRY_MAX_ATTEMPTS": "4", "RETRY_BASE_DELAY": "10ms", "RETRY_MAX_DELAY": "50ms", "TIMEOUT": "1s"}
 	return pair(s, func(w *experiment.Scenario) {
 		w.Env = with(map[string]settings{"orders-payments": merge(storm, settings{"RETRY_BUDGET_RATIO": "100", "RETRY_BUDGET_MIN_PER_SEC": "1000"})}, nil)
@@ -335,7 +335,7 @@ func catalogBandwidth() Pair {
 		fault.Step{Fault: fault.Slicer("gateway-catalog", 64, 16, 2*time.Millisecond), From: faultOn, To: faultOff})
 	s.Streams[0], s.Streams[1] = s.Streams[1], s.Streams[0] // browsing is what the fault hits
 	return pair(s, func(w *experiment.Scenario) {
-		w.Expect = []experiment.Expectation{p99DuringAtLeast("browse", 900*time.Millisecond), nothingLost()}
+		w.Expect = []experiment.Expectation{p99DuringAtLeast("browse", 600*time.Millisecond), nothingLost()}
 	}, func(p *experiment.Scenario) {
 		p.Env = with(map[string]settings{"gateway-catalog": {"TIMEOUT": "400ms", "RETRY_MAX_ATTEMPTS": "1"}}, nil)
 		p.Expect = []experiment.Expectation{p99DuringAtMost("browse", 600*time.Millisecond), recoveredWithin(2 * time.Second), nothingLost()}
@@ -362,7 +362,7 @@ func catalogBlackhole() Pair {
 		step(fault.Timeout("orders-catalog", 0)))
 	s.Steady = steady(600 * time.Millisecond)
 	return pair(s, func(w *experiment.Scenario) {
-		w.Expect = []experiment.Expectation{successDuringBelow("orders", 0.5), nothingLost()}
+		w.Expect = []experiment.Expectation{p99DuringAtLeast("orders", 2*time.Second), nothingLost()}
 	}, func(p *experiment.Scenario) {
 		p.Env = with(map[string]settings{"orders-catalog": merge(breakerOn(), settings{"TIMEOUT": "300ms", "RETRY_MAX_ATTEMPTS": "1"})}, nil)
 		p.Watch = []experiment.Watch{{Service: "orders", Downstream: "orders-catalog", FailuresToTrip: tripAfter,
@@ -383,7 +383,7 @@ func gatewayOverload() Pair {
 	return pair(s, func(w *experiment.Scenario) {
 		w.Expect = []experiment.Expectation{p99DuringAtLeast("browse", 100*time.Millisecond), nothingLost()}
 	}, func(p *experiment.Scenario) {
-		p.Env = with(nil, map[string]map[string]string{"gateway": {"GATEWAY_RATE_LIMIT_RPS": "5", "GATEWAY_RATE_LIMIT_BURST": "5"}})
+		p.Env = with(nil, map[string]map[string]string{"gateway": {"GATEWAY_RATE_LIMIT_RPS": "5", "GATEWAY_RATE_LIMIT_BURST": "10"}})
 		p.Expect = []experiment.Expectation{successDuringBelow("browse", 0.9), p99DuringAtMost("orders", 400*time.Millisecond), nothingLost()}
 	})
 }

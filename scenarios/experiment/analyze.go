@@ -253,11 +253,13 @@ func amplification(a Amplification, scrapes []measure.Scrape, from, to time.Time
 	if first == nil || last == nil || !last.At.After(first.At) {
 		return math.NaN(), 0, 0
 	}
-	sum := func(service, route string) float64 {
+	sum := func(service, routes string) float64 {
 		var total float64
-		for k := range last.Values {
-			if k.Service == service && k.Metric == "http_server_requests_total" && k.Route == route {
-				total += measure.Increase(*first, *last, k)
+		for _, route := range strings.Split(routes, ",") {
+			for k := range last.Values {
+				if k.Service == service && k.Metric == "http_server_requests_total" && k.Route == strings.TrimSpace(route) {
+					total += measure.Increase(*first, *last, k)
+				}
 			}
 		}
 		return total

@@ -64,7 +64,8 @@ type Watch struct {
 }
 
 // Amplification measures calls arriving at a callee per call its caller served: the route labels are
-// the ServeMux patterns of the services' http_server_requests_total ("POST /payments").
+// the ServeMux patterns of the services' http_server_requests_total ("POST /payments"); a comma-separated
+// list sums several (the http_fault toxic turns the requests it answers into "GET /healthz").
 type Amplification struct {
 	Caller, CallerRoute string
 	Callee, CalleeRoute string

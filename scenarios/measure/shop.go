@@ -64,7 +64,14 @@ func NewShop(ctx context.Context, baseURL, prefix string, n int) (*Shop, error) 
 		var tok struct {
 			Token string `json:"token"`
 		}
-		if err := s.do(ctx, "", http.MethodPost, "/api/token", map[string]string{"subject": id}, &tok); err != nil {
+		var err error
+		for attempt := 0; attempt < 5; attempt++ { // a rate-limited gateway answers 429 to a burst of logins
+			if err = s.do(ctx, "", http.MethodPost, "/api/token", map[string]string{"subject": id}, &tok); err == nil || !strings.Contains(err.Error(), " 429 ") {
+				break
+			}
+			time.Sleep(time.Second)
+		}
+		if err != nil {
 			return nil, fmt.Errorf("token for %s: %w", id, err)
 		}
 		s.Customers = append(s.Customers, Customer{ID: id, Token: tok.Token})
