@@ -3,6 +3,9 @@
 // against the same trivial HTTP server running as a separate process (so the server's CPU is not
 // billed to the generator, and the generator's CPU is measured alone with getrusage).
 //
+// The target is a minimal raw HTTP/1.1 responder by default (-server raw) so the generators, not the
+// server, run out of CPU first; -server nethttp uses a plain net/http server instead.
+//
 // A generator holds a rate when its successful responses per second of wall time (start of the attack
 // to the last response) reach 99 % of the target. Each step is short and bounded (-step, default 5s),
 // and a generator stops climbing after two rates in a row it could not hold.
@@ -36,15 +39,16 @@ import (
 )
 
 func main() {
-	serve := flag.Bool("serve", false, "internal: run the trivial target server and print its address")
+	serve := flag.String("serve", "", "internal: run the target server of this kind and print its address")
+	serverKind := flag.String("server", "raw", "target server: raw (minimal HTTP/1.1 responder) or nethttp (net/http)")
 	rates := flag.String("rates", "5000,10000,15000,20000,25000,30000", "comma-separated target rates (requests/s), climbed in order")
 	step := flag.Duration("step", 5*time.Second, "length of each run (at most 30s)")
 	tools := flag.String("tools", "loadtest,vegeta", "generators to measure: loadtest, vegeta")
 	maxInFlight := flag.Int("max-inflight", 10000, "in-flight cap for our engine (vegeta's workers are unbounded by default)")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the whole benchmark to this file")
 	flag.Parse()
-	if *serve {
-		if err := runServer(); err != nil {
+	if *serve != "" {
+		if err := runServer(*serve); err != nil {
 			fmt.Fprintln(os.Stderr, "ratebench server:", err)
 			os.Exit(1)
 		}
@@ -61,39 +65,77 @@ func main() {
 		}
 		defer pprof.StopCPUProfile()
 	}
-	if err := bench(*rates, *step, *tools, *maxInFlight); err != nil {
+	if err := bench(*rates, *step, *tools, *maxInFlight, *serverKind); err != nil {
 		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "ratebench:", err)
 		os.Exit(2)
 	}
 }
 
-// runServer answers every request with a tiny 200 until its stdin closes (the parent exited).
-func runServer() error {
+// runServer runs the target until its stdin closes (the parent exited). kind "raw" is a minimal
+// HTTP/1.1 responder (one goroutine per connection, a canned 200 for each request head read), so the
+// generator, not the server, is what runs out of CPU; "nethttp" is a plain net/http server.
+func runServer(kind string) error {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return err
 	}
-	body := []byte("ok\n")
-	srv := &http.Server{
-		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			w.Header().Set("Content-Type", "text/plain")
-			w.Write(body)
-		}),
-		ReadHeaderTimeout: 5 * time.Second,
-		// Close connections idle for a second, so those a finished run leaves behind (vegeta keeps up to
-		// 10000 per host) are gone before the next run instead of piling up towards the fd limit.
-		IdleTimeout: time.Second,
-	}
 	fmt.Println(ln.Addr().String())
 	go func() {
 		io.Copy(io.Discard, os.Stdin)
-		srv.Close()
+		ln.Close()
 	}()
-	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
-		return err
+	if kind == "nethttp" {
+		body := []byte("ok\n")
+		srv := &http.Server{
+			Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", "text/plain")
+				w.Write(body)
+			}),
+			ReadHeaderTimeout: 5 * time.Second,
+			// Close connections idle for a second, so those a finished run leaves behind (vegeta keeps
+			// up to 10000 per host) are gone before the next run instead of piling up to the fd limit.
+			IdleTimeout: time.Second,
+		}
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
+			return err
+		}
+		return nil
 	}
-	return nil
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			return err
+		}
+		go serveRaw(c)
+	}
+}
+
+var rawResponse = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n")
+
+// serveRaw answers each request head (bodiless GETs are all ratebench sends) with rawResponse, and
+// drops the connection after a second idle, like the net/http server's IdleTimeout.
+func serveRaw(c net.Conn) {
+	defer c.Close()
+	r := bufio.NewReaderSize(c, 4096)
+	for {
+		c.SetReadDeadline(time.Now().Add(time.Second))
+		for {
+			line, err := r.ReadSlice('\n')
+			if err != nil {
+				return
+			}
+			if len(line) <= 2 { // the blank line ending the head
+				break
+			}
+		}
+		if _, err := c.Write(rawResponse); err != nil {
+			return
+		}
+	}
 }
 
 // measurement is one generator at one rate.
@@ -113,7 +155,10 @@ func (m measurement) achieved() float64 { return float64(m.ok) / m.wall.Seconds(
 
 func (m measurement) held() bool { return m.achieved() >= 0.99*float64(m.rate) }
 
-func bench(rateList string, step time.Duration, toolList string, maxInFlight int) error {
+func bench(rateList string, step time.Duration, toolList string, maxInFlight int, serverKind string) error {
+	if serverKind != "raw" && serverKind != "nethttp" {
+		return fmt.Errorf("-server %q: want raw or nethttp", serverKind)
+	}
 	if step <= 0 || step > 30*time.Second {
 		return fmt.Errorf("-step %s: want a duration in (0, 30s]", step)
 	}
@@ -132,7 +177,7 @@ func bench(rateList string, step time.Duration, toolList string, maxInFlight int
 		}
 	}
 
-	server := exec.Command(os.Args[0], "-serve")
+	server := exec.Command(os.Args[0], "-serve", serverKind)
 	server.Stderr = os.Stderr
 	stdin, err := server.StdinPipe()
 	if err != nil {
@@ -158,8 +203,8 @@ func bench(rateList string, step time.Duration, toolList string, maxInFlight int
 		return fmt.Errorf("server address %s is not loopback", addr)
 	}
 
-	fmt.Printf("ratebench: %s, GOMAXPROCS %d, %d CPUs, step %s, target %s (separate process, pid %d)\n\n",
-		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), step, url, server.Process.Pid)
+	fmt.Printf("ratebench: %s, GOMAXPROCS %d, %d CPUs, step %s, %s target %s (separate process, pid %d), load average %s\n\n",
+		runtime.Version(), runtime.GOMAXPROCS(0), runtime.NumCPU(), step, serverKind, url, server.Process.Pid, loadAverage())
 	fmt.Println("| rate (rps) | generator | sent | ok | achieved (rps) | held ±1 % | p99 | generator CPU (cores) | CPU ms per 1k req | server CPU (cores) |")
 	fmt.Println("|---:|---|---:|---:|---:|:---:|---:|---:|---:|---:|")
 	best := map[string]measurement{}
@@ -285,6 +330,14 @@ func runVegeta(m *measurement, url string, rate int, step time.Duration) {
 	metrics.Close()
 	m.p99 = metrics.Latencies.P99
 	m.latencyRef = "from send"
+}
+
+func loadAverage() string {
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.Join(strings.Fields(string(raw))[:3], " ")
 }
 
 // selfCPU is this process's user+system CPU time.
