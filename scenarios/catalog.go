@@ -126,6 +126,20 @@ func successDuringBelow(stream string, p float64) experiment.Expectation {
 		}}
 }
 
+func confirmedDuring(atLeast bool, p float64) experiment.Expectation {
+	name := fmt.Sprintf("orders confirmed during the fault ≥ %.0f%%", p*100)
+	if !atLeast {
+		name = fmt.Sprintf("orders confirmed during the fault < %.0f%% (the fault costs sales)", p*100)
+	}
+	return experiment.Expectation{Name: name, Weight: 2, Check: func(r *experiment.Report) (bool, string) {
+		v := float64(r.DuringConfirmed)
+		if math.IsNaN(v) {
+			return false, "no order placed"
+		}
+		return (v >= p) == atLeast, experiment.Pct(v)
+	}}
+}
+
 // detectedWithinBound: TTD within 10 % of failures needed ÷ arrival rate, plus the 250 ms resolution
 // of a metrics scrape when no policy event timed it.
 func detectedWithinBound() experiment.Expectation {
@@ -242,7 +256,7 @@ func payments503() Pair {
 		"Every charge is answered 503 by the lab's http_fault toxic (the request never reaches payments). The breaker counts 5xx as failures and opens; after the burst a probe closes it.",
 		step(fault.HTTPError("orders-payments", 503, 1)))
 	return pair(s, func(w *experiment.Scenario) {
-		w.Expect = []experiment.Expectation{nothingLost()}
+		w.Expect = []experiment.Expectation{confirmedDuring(false, 0.5), nothingLost()}
 	}, func(p *experiment.Scenario) {
 		p.Env = with(map[string]settings{"orders-payments": merge(breakerOn(), settings{"TIMEOUT": "300ms", "RETRY_MAX_ATTEMPTS": "1"})}, nil)
 		p.Watch = paymentsWatch()
@@ -302,11 +316,11 @@ func resetPeer() Pair {
 		"Half of the orders→catalog connections are reset by the peer. Reserving is idempotent per order, so the retry policy may resend it: with three attempts almost every order gets through.",
 		step(fault.ResetPeer("orders-catalog", 0).WithToxicity(0.5)))
 	return pair(s, func(w *experiment.Scenario) {
-		w.Expect = []experiment.Expectation{nothingLost()}
+		w.Expect = []experiment.Expectation{confirmedDuring(false, 0.9), nothingLost()}
 	}, func(p *experiment.Scenario) {
 		p.Env = with(map[string]settings{"orders-catalog": {"RETRY_MAX_ATTEMPTS": "4", "RETRY_BASE_DELAY": "5ms", "RETRY_MAX_DELAY": "20ms", "TIMEOUT": "500ms"}}, nil)
 		p.During = &experiment.Thresholds{MinSuccess: 0.9}
-		p.Expect = []experiment.Expectation{policyCounted("orders retry_attempts orders-catalog"), nothingLost()}
+		p.Expect = []experiment.Expectation{confirmedDuring(true, 0.9), policyCounted("orders retry_attempts orders-catalog"), nothingLost()}
 	})
 }
 

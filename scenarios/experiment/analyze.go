@@ -28,6 +28,9 @@ type Second struct {
 	P50 float64 `json:"p50_ms"`
 	P99 float64 `json:"p99_ms"`
 	Max float64 `json:"max_ms"`
+	// Confirmed is the share of the orders placed this second that came back confirmed (NaN: none
+	// placed).
+	Confirmed Num `json:"confirmed"`
 	// Streams holds each stream's success rate and p99 this second.
 	Streams map[string]StreamSecond `json:"streams"`
 	// Breakers holds the state of every watched breaker at the end of the second (0 closed, 1

@@ -77,6 +77,11 @@ func Charts(r *Report) []plot.Chart {
 		success.Lines = append(success.Lines, sl)
 		p99.Lines = append(p99.Lines, pl)
 	}
+	confirmed := plot.Line{Name: "orders confirmed", Dashed: true, Color: "#9467bd"}
+	for _, s := range r.Seconds {
+		confirmed.Points = append(confirmed.Points, plot.Point{X: float64(s.T) + 0.5, Y: float64(s.Confirmed) * 100})
+	}
+	success.Lines = append(success.Lines, confirmed)
 	return []plot.Chart{success, p99}
 }
 
@@ -162,6 +167,7 @@ func Markdown(r *Report) string {
 	}
 	fmt.Fprintf(&b, "| success during fault (primary) | %s |\n", Pct(float64(r.DuringSuccess)))
 	fmt.Fprintf(&b, "| p99 during fault (primary) | %.0f ms |\n", r.DuringP99)
+	fmt.Fprintf(&b, "| orders confirmed during fault | %s |\n", Pct(float64(r.DuringConfirmed)))
 	for _, name := range sortedKeys(r.StreamDuring) {
 		v := r.StreamDuring[name]
 		fmt.Fprintf(&b, "| stream %s during fault | %s, p99 %.0f ms |\n", name, Pct(float64(v[0])), float64(v[1]))

@@ -70,7 +70,9 @@ type Report struct {
 	DuringSuccess Num     `json:"during_success"`
 	DuringP99     float64 `json:"during_p99_ms"`
 	WorstSuccess  Num     `json:"worst_success"`
-	WorstP99      float64 `json:"worst_p99_ms"`
+	// DuringConfirmed is the mean share of orders confirmed per second of the fault.
+	DuringConfirmed Num     `json:"during_confirmed"`
+	WorstP99        float64 `json:"worst_p99_ms"`
 	// StreamDuring holds every stream's success and p99 during the fault.
 	StreamDuring map[string][2]Num `json:"stream_during"`
 	// Amplification is calls at the callee ÷ calls the caller served during the fault.
@@ -234,6 +236,21 @@ func Run(ctx context.Context, lab Lab, sc Scenario, progress io.Writer) (*Report
 		rep.Accounting = &acc
 	}
 	analyze(rep, sc, results, scraper.Scrapes(), start)
+	confirmed := shop.ConfirmedShare(start, len(rep.Seconds))
+	var placed, ok float64
+	for i := range rep.Seconds {
+		rep.Seconds[i].Confirmed = Num(confirmed[i])
+		if i >= int(math.Ceil(rep.FaultOnS)) && i < int(math.Floor(rep.FaultOffS)) && !math.IsNaN(confirmed[i]) {
+			placed++
+			ok += confirmed[i]
+		}
+	}
+	rep.DuringConfirmed = Num(math.NaN())
+	if placed > 0 {
+		rep.DuringConfirmed = Num(ok / placed)
+	}
+	// Expectations may look at the confirmed share: judge again now that it is known.
+	judge(rep, sc)
 	return rep, nil
 }
 
@@ -308,6 +325,14 @@ func analyze(rep *Report, sc Scenario, results map[string]*loadtest.Result, scra
 		}
 	}
 
+	judge(rep, sc)
+}
+
+// judge checks the hypotheses and expectations and sets the score and verdict.
+func judge(rep *Report, sc Scenario) {
+	rep.Checks = nil
+	secs, primary := rep.Seconds, sc.Streams[0].Name
+	onSec, offSec := int(math.Ceil(rep.FaultOnS)), int(math.Floor(rep.FaultOffS))
 	// The hypotheses: steady before, (optionally) during, recovered after.
 	before := Check{Name: "steady before the fault: " + sc.Steady.String(), Kind: "hypothesis", Weight: 1, OK: true}
 	bad := 0

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"sort"
 	"strings"
@@ -54,6 +55,8 @@ type Placement struct {
 	Acked   bool   `json:"acked"`
 	OrderID string `json:"order_id,omitempty"`
 	Status  string `json:"status,omitempty"`
+	// Sent is when the request was built (its due time, give or take the generator's lag).
+	Sent time.Time `json:"sent"`
 }
 
 // NewShop gets a token for each of n customers named prefix-0 … and reads the catalog.
@@ -180,7 +183,7 @@ func (s *Shop) Kinds(keyPrefix string) map[string]loadtest.Kind {
 				req.Header.Set("Content-Type", "application/json")
 				req.Header.Set("Idempotency-Key", key)
 				s.mu.Lock()
-				s.placed[key] = &Placement{Key: key, Customer: c.ID}
+				s.placed[key] = &Placement{Key: key, Customer: c.ID, Sent: time.Now()}
 				s.mu.Unlock()
 				return req, nil
 			},
@@ -228,6 +231,31 @@ func (s *Shop) Placements() []Placement {
 		out = append(out, *p)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out
+}
+
+// ConfirmedShare is, per second since start, the share of the orders placed in that second that the
+// gateway acknowledged as confirmed: what the customer came for, which a 2xx alone does not say (a
+// saga that compensated answers 201 with a cancelled order). NaN for a second without orders.
+func (s *Shop) ConfirmedShare(start time.Time, seconds int) []float64 {
+	placed, confirmed := make([]int, seconds), make([]int, seconds)
+	for _, p := range s.Placements() {
+		t := int(p.Sent.Sub(start) / time.Second)
+		if t < 0 || t >= seconds {
+			continue
+		}
+		placed[t]++
+		if p.Acked && p.Status == string(orders.StatusConfirmed) {
+			confirmed[t]++
+		}
+	}
+	out := make([]float64, seconds)
+	for i := range out {
+		out[i] = math.NaN()
+		if placed[i] > 0 {
+			out[i] = float64(confirmed[i]) / float64(placed[i])
+		}
+	}
 	return out
 }
 
