@@ -86,7 +86,7 @@ func TestDecodeRejectsBadEvents(t *testing.T) {
 		{"malformed", `{"id":`, "malformed_json"},
 		{"not an object", `[1,2]`, "wrong_type"},
 		{"trailing data", envelope(`,"data":`+valid) + `{}`, "malformed_json"},
-		{"unknown envelope field", envelope(`,"data":`+valid+`,"extra":1`), "unknown_field"},
+		{"unknown envelope field", envelope(`,"data":` + valid + `,"extra":1`), "unknown_field"},
 		{"unknown data field", envelope(`,"data":{"order_id":"o1","customer_id":"c1","items":[{"product_id":"p","quantity":1}],"x":1}`), "unknown_field"},
 		{"wrong data type", envelope(`,"data":{"order_id":7,"customer_id":"c1","items":[]}`), "wrong_type"},
 		{"missing id", `{"type":"OrderPlaced","version":1,"time":"2026-11-22T12:00:00Z","data":` + valid + `}`, "id is required"},
