@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/resilience-lab/lab/events"
 	"github.com/resilience-lab/lab/services/platform"
 )
 
@@ -29,6 +30,8 @@ type Config struct {
 	ShutdownTimeout time.Duration // SHUTDOWN_TIMEOUT, default 10s: how long in-flight requests may drain
 	// Now is the clock; nil means time.Now. Tests inject one to move expiry forward.
 	Now func() time.Time
+	// Events is the outbox relay's broker and pacing (NATS_URL, EVENTS_*; see events.Config).
+	Events events.Config
 }
 
 // ConfigFromEnv reads the catalog's configuration; bad values are collected in env (see env.Err).
@@ -43,6 +46,7 @@ func ConfigFromEnv(env *platform.Env) Config {
 		ShutdownTimeout: env.Duration("SHUTDOWN_TIMEOUT", 10*time.Second),
 		LogLevel:        env.LogLevel("LOG_LEVEL", slog.LevelInfo),
 	}
+	cfg.Events = events.ConfigFromEnv(env)
 	for _, p := range cfg.problems() {
 		env.Fail("%s", p)
 	}
@@ -92,6 +96,11 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 		}
 	}
 	svc := newService(st, cfg.ReservationTTL, cfg.Now, newReservationsCounter(reg))
+	relay, err := startRelay(ctx, cfg.Events, st, logger, reg)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
 	sweepCtx, stopSweeper := context.WithCancel(context.WithoutCancel(ctx))
 	sweeper := &sweeper{svc: svc, interval: cfg.SweepInterval, logger: logger, done: make(chan struct{})}
 	go sweeper.run(sweepCtx)
@@ -101,10 +110,11 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 			API:      NewHTTPHandler(NewSet(svc), logger),
 			Registry: reg,
 			Logger:   logger,
-			Ready:    []platform.ReadyCheck{{Name: "db", Check: st.Ping}},
+			Ready:    []platform.ReadyCheck{{Name: "db", Check: st.Ping}, relay.ReadyCheck()},
 		}, &closer{close: func() error {
 			stopSweeper()
 			<-sweeper.done
+			relay.Close()
 			return st.Close()
 		}}, nil
 }

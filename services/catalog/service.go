@@ -8,6 +8,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/resilience-lab/lab/events"
 	"github.com/resilience-lab/lab/services/platform"
 )
 
@@ -141,6 +142,9 @@ func (s *service) Reserve(ctx context.Context, req ReserveRequest) (Reservation,
 		if err := insertReservation(ctx, tx, res, now); err != nil {
 			return err
 		}
+		if err := recordReserved(ctx, tx, res, now); err != nil {
+			return err
+		}
 		created = true
 		return nil
 	})
@@ -196,6 +200,9 @@ func (s *service) Commit(ctx context.Context, id string) (Reservation, error) {
 			if err := setStatus(ctx, tx, id, ReservationExpired, now); err != nil {
 				return err
 			}
+			if err := recordReleased(ctx, tx, r.Reservation, events.ReleaseExpired, now); err != nil {
+				return err
+			}
 			r.Status, expiredNow = ReservationExpired, true
 			notHeldMessage = fmt.Sprintf("reservation %s expired at %s", id, r.ExpiresAt.Format(time.RFC3339))
 		default:
@@ -242,7 +249,11 @@ func (s *service) Release(ctx context.Context, id string) (Reservation, error) {
 		case ReservationCommitted:
 			return platform.Conflict("reservation_committed", "reservation %s is committed and cannot be released", id)
 		case ReservationHeld:
-			if err := setStatus(ctx, tx, id, ReservationReleased, s.now().UTC()); err != nil {
+			now := s.now().UTC()
+			if err := setStatus(ctx, tx, id, ReservationReleased, now); err != nil {
+				return err
+			}
+			if err := recordReleased(ctx, tx, r.Reservation, events.ReleaseReleased, now); err != nil {
 				return err
 			}
 			r.Status, releasedNow = ReservationReleased, true

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/resilience-lab/lab/events"
 )
 
 // migrations are applied in order on start; PRAGMA user_version records how many have run.
@@ -35,6 +37,8 @@ var migrations = []string{
 		unit_price_cents INTEGER NOT NULL,
 		PRIMARY KEY (reservation_id, product_id)
 	);`,
+	// StockReserved and StockReleased events, written in the transaction of the change they announce.
+	events.OutboxMigration,
 }
 
 // seedProducts is the fixed catalog a fresh database starts with. Stock is set from the configuration,
@@ -276,6 +280,10 @@ func (s *store) expireDue(ctx context.Context, now time.Time) (int64, error) {
 	var expired int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		cutoff := now.UnixMilli()
+		// Announce each expiry before the bulk update below turns the rows expired.
+		if err := recordExpiries(ctx, tx, cutoff, now); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx,
 			`UPDATE products SET stock = stock + due.quantity
 			 FROM (SELECT ri.product_id, SUM(ri.quantity) AS quantity
@@ -295,6 +303,58 @@ func (s *store) expireDue(ctx context.Context, now time.Time) (int64, error) {
 		return err
 	})
 	return expired, err
+}
+
+// recordExpiries writes a StockReleased (expired) event for every held reservation due at cutoff.
+func recordExpiries(ctx context.Context, tx *sql.Tx, cutoff int64, now time.Time) error {
+	rows, err := tx.QueryContext(ctx, "SELECT id FROM reservations WHERE status = 'held' AND expires_at <= ?", cutoff)
+	if err != nil {
+		return err
+	}
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			rows.Close()
+			return err
+		}
+		ids = append(ids, id)
+	}
+	if err := errors.Join(rows.Err(), rows.Close()); err != nil {
+		return err
+	}
+	for _, id := range ids {
+		r, err := reservationBy(ctx, tx, "id", id)
+		if err != nil {
+			return err
+		}
+		if err := recordReleased(ctx, tx, r.Reservation, events.ReleaseExpired, now); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// recordReserved writes the StockReserved event of r into the outbox through tx.
+func recordReserved(ctx context.Context, tx *sql.Tx, r Reservation, now time.Time) error {
+	_, err := events.Record(ctx, tx, events.StockReserved{ReservationID: r.ID, OrderID: r.OrderID, Items: eventItems(r),
+		TotalCents: r.TotalCents, ExpiresAt: r.ExpiresAt}, now)
+	return err
+}
+
+// recordReleased writes the StockReleased event of r (cause released or expired) through tx.
+func recordReleased(ctx context.Context, tx *sql.Tx, r Reservation, cause string, now time.Time) error {
+	_, err := events.Record(ctx, tx, events.StockReleased{ReservationID: r.ID, OrderID: r.OrderID, Items: eventItems(r),
+		Cause: cause}, now)
+	return err
+}
+
+func eventItems(r Reservation) []events.Item {
+	items := make([]events.Item, len(r.Items))
+	for i, it := range r.Items {
+		items[i] = events.Item{ProductID: it.ProductID, Quantity: it.Quantity}
+	}
+	return items
 }
 
 // isNoRows reports whether err means the row does not exist.
