@@ -10,6 +10,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/resilience-lab/lab/events"
 	"github.com/resilience-lab/lab/services/platform"
 )
 
@@ -28,6 +29,8 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Now is the clock stamped on payments; nil means time.Now. Tests inject their own.
 	Now func() time.Time
+	// Events is the outbox relay's broker and pacing (NATS_URL, EVENTS_*; see events.Config).
+	Events events.Config
 }
 
 // Defaults of Config.
@@ -47,6 +50,7 @@ func ConfigFromEnv(env *platform.Env) Config {
 		ShutdownTimeout:  env.Duration("SHUTDOWN_TIMEOUT", DefaultShutdownTimeout),
 		LogLevel:         env.LogLevel("LOG_LEVEL", slog.LevelInfo),
 	}
+	cfg.Events = events.ConfigFromEnv(env)
 	if cfg.DeclineOverCents < 0 {
 		env.Fail("PAYMENTS_DECLINE_OVER_CENTS=%d: want a non-negative number of cents", cfg.DeclineOverCents)
 	}
@@ -65,11 +69,16 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 		return nil, nil, err
 	}
 	svc := newService(st, cfg.DeclineOverCents, cfg.Now, metrics)
+	relay, err := startRelay(ctx, cfg.Events, st, logger, reg)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
 	return &platform.Service{
 		Name:     "payments",
 		API:      NewHTTPHandler(NewSet(svc), logger),
 		Registry: reg,
 		Logger:   logger,
-		Ready:    []platform.ReadyCheck{{Name: "db", Check: st.Ping}},
-	}, st, nil
+		Ready:    []platform.ReadyCheck{{Name: "db", Check: st.Ping}, relay.ReadyCheck()},
+	}, relayAndStore{relay, st}, nil
 }

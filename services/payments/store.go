@@ -9,6 +9,8 @@ import (
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"github.com/resilience-lab/lab/events"
 )
 
 // errPaymentNotFound is the store's answer for an unknown payment id; the service turns it into a 404.
@@ -29,6 +31,8 @@ var migrations = []string{
 		refunded_at         TEXT
 	);
 	CREATE INDEX payments_by_order ON payments (order_id, created_at);`,
+	// PaymentCaptured and PaymentRefunded events, written in the transaction of the change they announce.
+	events.OutboxMigration,
 }
 
 // store keeps payments in SQLite. Writes go through a single-connection pool whose transactions begin
@@ -127,6 +131,12 @@ func (s *store) createPayment(ctx context.Context, key, fingerprint string, p Pa
 	if err != nil {
 		return Payment{}, "", false, err
 	}
+	if n == 1 && p.Status == StatusCaptured {
+		if _, err := events.Record(ctx, tx, events.PaymentCaptured{PaymentID: p.ID, OrderID: p.OrderID,
+			AmountCents: p.AmountCents}, p.CreatedAt); err != nil {
+			return Payment{}, "", false, err
+		}
+	}
 	row := tx.QueryRowContext(ctx, `SELECT `+paymentColumns+`, request_fingerprint FROM payments WHERE idempotency_key = ?`, key)
 	stored, err = scanPayment(row, &storedFingerprint)
 	if err != nil {
@@ -163,6 +173,12 @@ func (s *store) refund(ctx context.Context, id string, at time.Time) (p Payment,
 	p, err = scanPayment(tx.QueryRowContext(ctx, `SELECT `+paymentColumns+` FROM payments WHERE id = ?`, id))
 	if err != nil {
 		return Payment{}, false, err
+	}
+	if n == 1 {
+		if _, err := events.Record(ctx, tx, events.PaymentRefunded{PaymentID: p.ID, OrderID: p.OrderID,
+			AmountCents: p.AmountCents}, at); err != nil {
+			return Payment{}, false, err
+		}
 	}
 	if err := tx.Commit(); err != nil {
 		return Payment{}, false, err
