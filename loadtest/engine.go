@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"net/http"
+	"runtime"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,8 @@ import (
 const (
 	DefaultTimeout     = 10 * time.Second
 	DefaultMaxInFlight = 1000
+	// maxBurst is how many overdue requests the scheduler sends before yielding the processor.
+	maxBurst = 64
 	// maxCapturedBody bounds what OnResponse is handed; longer bodies are cut.
 	maxCapturedBody = 4 << 20
 )
@@ -258,7 +261,17 @@ func (r *runner) schedule(ctx context.Context, closes chan<- closeEvent, res *Re
 			r.skipActions(nextAction)
 			return min(now, end), st
 		}
+		burst := 0
 		for more && due <= now {
+			if burst == maxBurst {
+				// Catching up after a stall (the process was descheduled, say): yield between bursts so
+				// workers that finished can take the next requests on their open connections, instead of
+				// every overdue request at once needing a new worker and a new connection. Nothing waits
+				// for a response, and latency still runs from each due time.
+				runtime.Gosched()
+				burst = 0
+			}
+			burst++
 			if seq >= r.o.MaxRequests {
 				res.Capped = true
 				closeSecond()
