@@ -270,6 +270,7 @@ func (r *runner) schedule(ctx context.Context, closes chan<- closeEvent, res *Re
 				// for a response, and latency still runs from each due time.
 				runtime.Gosched()
 				burst = 0
+				now = r.o.Clock.Now().Sub(r.start)
 			}
 			burst++
 			if seq >= r.o.MaxRequests {
