@@ -127,6 +127,10 @@ func NewLink(name string, cfg LinkConfig, reg prometheus.Registerer, opts ...Opt
 	return l, nil
 }
 
+// Close stops the link's timers (the retry budget's). Calls still work after Close, with a budget
+// frozen in its last period. hystrix-go's command cannot be removed (see breaker).
+func (l *Link) Close() { l.retry.Close() }
+
 // Name is the link's name.
 func (l *Link) Name() string { return l.name }
 

@@ -6,6 +6,7 @@ package policy
 import (
 	"context"
 	"errors"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -47,7 +48,7 @@ func Classify(ctx context.Context, err error) Outcome {
 	switch {
 	case err == nil:
 		return Success
-	case platform.IsBusiness(err):
+	case isBusiness(err):
 		return Business
 	case IsRejection(err):
 		return Rejected
@@ -67,8 +68,42 @@ func (e *Rejection) Error() string { return e.Policy + ": " + e.Reason }
 
 // IsRejection reports whether err is (or wraps) a *Rejection.
 func IsRejection(err error) bool {
-	var r *Rejection
-	return errors.As(err, &r)
+	_, ok := find[*Rejection](err)
+	return ok
+}
+
+// isBusiness is platform.IsBusiness without its allocation: errors.As needs a heap target on every
+// call, and Classify runs on every call of every policy. TestIsBusinessAgreesWithPlatform keeps the two
+// in step.
+func isBusiness(err error) bool {
+	e, ok := find[*platform.Error](err)
+	return ok && e.Status >= 400 && e.Status < 500 && e.Status != http.StatusRequestTimeout && e.Status != http.StatusTooManyRequests
+}
+
+// find walks err's chain (both Unwrap forms) for a T, as errors.As does, without reflection.
+func find[T error](err error) (T, bool) {
+	for err != nil {
+		if t, ok := err.(T); ok {
+			return t, true
+		}
+		switch u := err.(type) {
+		case interface{ Unwrap() error }:
+			err = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			for _, inner := range u.Unwrap() {
+				if t, ok := find[T](inner); ok {
+					return t, true
+				}
+			}
+			var zero T
+			return zero, false
+		default:
+			var zero T
+			return zero, false
+		}
+	}
+	var zero T
+	return zero, false
 }
 
 // EventKind says what happened.

@@ -3,6 +3,7 @@ package retry
 import (
 	"fmt"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -27,14 +28,21 @@ func (c BudgetConfig) validate() error {
 
 const budgetBuckets = 10
 
-// Budget counts calls and retries in a sliding window of ten buckets. It is lock-free: counters are
-// atomics and a bucket is reset by whoever first sees it belong to a new period, so under contention
-// at a bucket boundary an increment may be lost — the budget is approximate by design, never blocking.
+// Budget counts calls and retries in a sliding window of ten buckets. Counting a call is one atomic
+// add and no clock read (reading the clock is the dearest step of a call on some VMs): a timer moves
+// the current bucket on every bucket width. Counters are atomics and a bucket is reset by whoever first
+// sees it belong to a new period, so under contention at a bucket boundary an increment may be lost —
+// the budget is approximate by design, never blocking.
 type Budget struct {
 	cfg     BudgetConfig
 	clock   clock.Clock
-	width   int64 // bucket width in ns
+	width   int64        // bucket width in ns
+	current atomic.Int64 // the current period (clock UnixNano / width), moved by the timer
 	buckets [budgetBuckets]budgetBucket
+
+	mu      sync.Mutex
+	timer   clock.Timer
+	stopped bool
 }
 
 type budgetBucket struct {
@@ -52,7 +60,30 @@ func NewBudget(cfg BudgetConfig, c clock.Clock) (*Budget, error) {
 	if width < 1 {
 		width = 1
 	}
-	return &Budget{cfg: cfg, clock: clock.OrReal(c), width: width}, nil
+	b := &Budget{cfg: cfg, clock: clock.OrReal(c), width: width}
+	b.tick()
+	return b, nil
+}
+
+// tick sets the current period from the clock and arms the timer for the next boundary.
+func (b *Budget) tick() {
+	now := b.clock.Now().UnixNano()
+	b.current.Store(now / b.width)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if !b.stopped {
+		b.timer = b.clock.AfterFunc(time.Duration(b.width-now%b.width), b.tick)
+	}
+}
+
+// Stop stops the budget's timer; the budget then stays in its last period.
+func (b *Budget) Stop() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.stopped = true
+	if b.timer != nil {
+		b.timer.Stop()
+	}
 }
 
 func (b *Budget) bucket(period int64) *budgetBucket {
@@ -64,7 +95,7 @@ func (b *Budget) bucket(period int64) *budgetBucket {
 	return bk
 }
 
-func (b *Budget) period() int64 { return b.clock.Now().UnixNano() / b.width }
+func (b *Budget) period() int64 { return b.current.Load() }
 
 // Deposit records one call (its first attempt).
 func (b *Budget) Deposit() { b.bucket(b.period()).calls.Add(1) }

@@ -80,6 +80,9 @@ func New(cfg Config, o policy.Options) (*Retry, error) {
 	return r, nil
 }
 
+// Close stops the budget's timer.
+func (r *Retry) Close() { r.budget.Stop() }
+
 // Budget is the retry budget; the hedge policy draws from the same one.
 func (r *Retry) Budget() *Budget { return r.budget }
 

@@ -151,13 +151,14 @@ func TestBackoffWaitsOnTheClock(t *testing.T) {
 	rec := &recorder{}
 	r := build(t, cfg, fake, rec)
 	var calls atomic.Int32
+	budgetTimer := fake.Pending() // the budget's own bucket timer
 	done := make(chan error, 1)
 	go func() {
 		_, err := r.Middleware(failing(&calls, err503, err503))(context.Background(), nil)
 		done <- err
 	}()
 	for i, want := range []time.Duration{100 * time.Millisecond, 200 * time.Millisecond} {
-		if !fake.BlockUntil(1, 10*time.Second) {
+		if !fake.BlockUntil(budgetTimer+1, 10*time.Second) {
 			t.Fatalf("retry %d never waited", i+1)
 		}
 		if got := calls.Load(); got != int32(i+1) {
@@ -266,9 +267,10 @@ func TestPerAttemptTimeout(t *testing.T) {
 		}
 		return "ok", nil
 	}))
+	budgetTimer := fake.Pending()
 	done := make(chan error, 1)
 	go func() { _, err := e(context.Background(), nil); done <- err }()
-	if !fake.BlockUntil(1, 10*time.Second) {
+	if !fake.BlockUntil(budgetTimer+1, 10*time.Second) {
 		t.Fatal("first attempt never armed its deadline")
 	}
 	fake.Advance(100 * time.Millisecond)

@@ -18,8 +18,12 @@ type deadlineCtx struct {
 	deadline time.Time
 	clock    clock.Clock
 
-	mu         sync.Mutex
-	err        error
+	mu    sync.Mutex
+	err   error
+	armed *armed // set by the first Done: most calls never need it
+}
+
+type armed struct {
 	done       chan struct{}
 	timer      clock.Timer
 	stopParent func() bool
@@ -62,16 +66,16 @@ func (c *deadlineCtx) checkLocked() error {
 
 func (c *deadlineCtx) Done() <-chan struct{} {
 	c.mu.Lock()
-	if c.done != nil {
+	if c.armed != nil {
 		defer c.mu.Unlock()
-		return c.done
+		return c.armed.done
 	}
 	if c.checkLocked() != nil {
 		c.mu.Unlock()
 		return closedDone
 	}
-	c.done = make(chan struct{})
-	done := c.done
+	a := &armed{done: make(chan struct{})}
+	c.armed = a
 	c.mu.Unlock()
 	// Armed without the lock: a timer or parent that fires at once calls cancel, which takes it.
 	timer := c.clock.AfterFunc(c.deadline.Sub(c.clock.Now()), func() { c.cancel(context.DeadlineExceeded) })
@@ -86,10 +90,10 @@ func (c *deadlineCtx) Done() <-chan struct{} {
 		if stopParent != nil {
 			stopParent()
 		}
-		return done
+		return a.done
 	}
-	c.timer, c.stopParent = timer, stopParent
-	return done
+	a.timer, a.stopParent = timer, stopParent
+	return a.done
 }
 
 // AfterFunc lets context.WithCancel and friends hang children on c without a goroutine each
@@ -103,7 +107,7 @@ func (c *deadlineCtx) AfterFunc(f func()) (stop func() bool) {
 		return func() bool { return false }
 	}
 	af := &afterFunc{f: f}
-	c.afterFuncs = append(c.afterFuncs, af)
+	c.armed.afterFuncs = append(c.armed.afterFuncs, af)
 	return func() bool {
 		c.mu.Lock()
 		defer c.mu.Unlock()
@@ -126,29 +130,33 @@ func (c *deadlineCtx) cancelLocked(err error) {
 		return
 	}
 	c.err = err
-	if c.done != nil {
-		close(c.done)
+	a := c.armed
+	if a == nil {
+		return
 	}
-	if c.timer != nil {
-		c.timer.Stop()
+	close(a.done)
+	if a.timer != nil {
+		a.timer.Stop()
 	}
-	if c.stopParent != nil {
-		c.stopParent()
+	if a.stopParent != nil {
+		a.stopParent()
 	}
-	for _, af := range c.afterFuncs {
+	for _, af := range a.afterFuncs {
 		if !af.stopped {
 			go af.f()
 		}
 	}
-	c.afterFuncs = nil
+	a.afterFuncs = nil
 }
 
-// finish ends the context when the call returns and reports whether its own deadline (not the
-// parent's end) had passed by then.
-func (c *deadlineCtx) finish() (timedOut bool) {
+// finish ends the context when the call returns. For a failed call it reports whether the context's
+// own deadline (not the parent's end) had passed by then; a successful call costs no clock read.
+func (c *deadlineCtx) finish(failed bool) (timedOut bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	timedOut = c.checkLocked() == context.DeadlineExceeded && c.parent.Err() == nil
+	if failed {
+		timedOut = c.checkLocked() == context.DeadlineExceeded && c.parent.Err() == nil
+	}
 	c.cancelLocked(context.Canceled)
 	return timedOut
 }

@@ -68,7 +68,7 @@ func (t *Timeout) Middleware(next endpoint.Endpoint) endpoint.Endpoint {
 		}
 		dctx := newDeadlineCtx(ctx, deadline, t.clock)
 		resp, err := next(dctx, request)
-		if dctx.finish() && err != nil && !platform.IsBusiness(err) {
+		if dctx.finish(err != nil) && !platform.IsBusiness(err) {
 			t.timeouts.Inc()
 			t.opts.Emit(policy.Event{Policy: "timeout", Kind: policy.EventTimeout, Err: err.Error()})
 			if !errors.Is(err, ErrTimeout) {
