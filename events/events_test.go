@@ -64,7 +64,7 @@ func TestNewRefusesInvalidPayloads(t *testing.T) {
 	for _, p := range []Payload{
 		OrderPlaced{CustomerID: "c1", Items: []Item{{ProductID: "p", Quantity: 1}}},
 		OrderPlaced{OrderID: "o1", CustomerID: "c1"},
-		OrderConfirmed{OrderID: "o1", CustomerID: "c1", ReservationID: "r", PaymentID: "p"},
+		OrderConfirmed{OrderID: "o1", ReservationID: "r", PaymentID: "p"},
 		StockReleased{ReservationID: "r1", OrderID: "o1", Items: []Item{{ProductID: "p", Quantity: 1}}, Cause: "lost"},
 		PaymentCaptured{PaymentID: "p", OrderID: "o", AmountCents: -1},
 	} {

@@ -18,6 +18,7 @@ const (
 	stepFindReserve  = "find_reservation" // compensation re-issues Reserve to learn a reservation's id
 	stepFindCharge   = "find_charge"      // compensation re-issues Charge to pin an unknown outcome
 	stepListPayments = "list_payments"
+	stepRetryCharge  = "retry_charge" // the resumer re-sends the charge of a pending_payment order
 
 	outcomeOK       = "ok"
 	outcomeRejected = "rejected" // a business answer (4xx): the dependency is healthy and said no
@@ -47,7 +48,7 @@ func newMetrics(reg prometheus.Registerer, st *store) *metrics {
 		}, []string{"step", "outcome"}),
 	}
 	inFlight := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "orders_in_flight", Help: "Orders whose saga has not ended (pending, reserved, charged, compensating).",
+		Name: "orders_in_flight", Help: "Orders whose saga has not ended (pending, reserved, charged, pending_payment, compensating).",
 	}, func() float64 {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
@@ -57,10 +58,21 @@ func newMetrics(reg prometheus.Registerer, st *store) *metrics {
 		}
 		return float64(n)
 	})
+	pendingPayment := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "orders_pending_payment", Help: "Orders waiting in pending_payment for payments to come back.",
+	}, func() float64 {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		defer cancel()
+		n, err := st.countPendingPayment(ctx)
+		if err != nil {
+			return math.NaN()
+		}
+		return float64(n)
+	})
 	for _, s := range []Status{StatusConfirmed, StatusRejected, StatusCancelled} {
 		m.completed.WithLabelValues(string(s))
 	}
-	reg.MustRegister(m.placed, m.completed, m.steps, inFlight)
+	reg.MustRegister(m.placed, m.completed, m.steps, inFlight, pendingPayment)
 	return m
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/resilience-lab/lab/events"
 	catalogclient "github.com/resilience-lab/lab/services/catalog/client"
 	paymentsclient "github.com/resilience-lab/lab/services/payments/client"
 	"github.com/resilience-lab/lab/services/platform"
@@ -41,6 +42,14 @@ type Config struct {
 	// client, resilience policies).
 	CatalogOptions  []platform.ClientOption
 	PaymentsOptions []platform.ClientOption
+	// PendingPayment: a charge that fails technically leaves the order pending_payment, its stock held,
+	// and the resumer retries the charge with back-off (ORDERS_PENDING_PAYMENT, default true; false:
+	// the order is compensated and cancelled at once). PendingPaymentRetryMax caps that back-off
+	// (ORDERS_PENDING_PAYMENT_RETRY_MAX, default 30s).
+	PendingPayment         bool
+	PendingPaymentRetryMax time.Duration
+	// Events is the outbox relay's broker and pacing (NATS_URL, EVENTS_*; see events.Config).
+	Events events.Config
 
 	// catalog and payments, when set, replace the typed clients (unit tests use in-memory fakes).
 	catalog  Catalog
@@ -63,6 +72,9 @@ func ConfigFromEnv(env *platform.Env) Config {
 		ShutdownTimeout: env.Duration("SHUTDOWN_TIMEOUT", 10*time.Second),
 		LogLevel:        env.LogLevel("LOG_LEVEL", slog.LevelInfo),
 	}
+	cfg.PendingPayment = env.Bool("ORDERS_PENDING_PAYMENT", true)
+	cfg.PendingPaymentRetryMax = env.Duration("ORDERS_PENDING_PAYMENT_RETRY_MAX", DefaultPendingPaymentRetryMax)
+	cfg.Events = events.ConfigFromEnv(env)
 	for _, p := range cfg.problems() {
 		env.Fail("%s", p)
 	}
@@ -121,6 +133,7 @@ type app struct {
 	saga     *saga
 	resumer  *resumer
 	store    *store
+	relay    *events.Relay
 
 	stop     context.CancelFunc
 	resuming sync.WaitGroup
@@ -159,6 +172,15 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 	m := newMetrics(reg, st)
 	stopCtx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	sg := newSaga(st, cat, pay, m, logger, cfg.SagaTimeout, cfg.afterStep, stopCtx)
+	if cfg.PendingPayment {
+		sg.enablePendingPayment(cfg.PendingPaymentRetryMax)
+	}
+	relay, err := startRelay(ctx, cfg.Events, st, logger, reg)
+	if err != nil {
+		stop()
+		st.Close()
+		return nil, err
+	}
 	svc := &service{store: st, saga: sg, metrics: m}
 	a := &app{
 		platform: &platform.Service{
@@ -166,7 +188,7 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 			API:      NewHTTPHandler(NewSet(svc), logger),
 			Registry: reg,
 			Logger:   logger,
-			Ready:    []platform.ReadyCheck{{Name: "db", Check: st.ping}},
+			Ready:    []platform.ReadyCheck{{Name: "db", Check: st.ping}, relay.ReadyCheck()},
 		},
 		service:   svc,
 		saga:      sg,
@@ -174,6 +196,7 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 		store:     st,
 		stop:      stop,
 		firstPass: make(chan struct{}),
+		relay:     relay,
 	}
 	a.resuming.Add(1)
 	go func() {
@@ -190,6 +213,7 @@ func (a *app) Close() error {
 		a.stop()
 		a.resuming.Wait()
 		a.saga.close()
+		a.relay.Close()
 		a.err = a.store.Close()
 	})
 	return a.err

@@ -44,15 +44,16 @@ func (r *resumer) loop(ctx context.Context, firstPass chan<- struct{}) {
 
 // pass drives every open order last updated more than grace ago that no one else is driving.
 func (r *resumer) pass(ctx context.Context) {
-	cutoff := r.now().Add(-r.grace)
-	ids, err := r.saga.store.listOpen(ctx, cutoff, resumeBatch)
+	now := r.now()
+	cutoff := now.Add(-r.grace)
+	ids, err := r.saga.store.listOpen(ctx, cutoff, now, resumeBatch)
 	if err != nil {
 		if ctx.Err() == nil {
 			r.saga.logger.ErrorContext(ctx, "resume: list open orders", "err", err)
 		}
 		return
 	}
-	due := func(o record) bool { return !o.UpdatedAt.After(cutoff) }
+	due := func(o record) bool { return !o.UpdatedAt.After(cutoff) && !o.RetryAt.After(now) }
 	slots := make(chan struct{}, resumeParallelism)
 	var wg sync.WaitGroup
 	for _, id := range ids {

@@ -89,6 +89,8 @@ type saga struct {
 	// stop ends when the service closes: in-flight calls are cut short and their orders left for the
 	// next start instead of being compensated.
 	stop context.Context
+	// pending is the pending_payment policy; its zero value is off (a failed charge compensates).
+	pending pendingPayment
 
 	mu      sync.Mutex
 	idle    *sync.Cond // signalled when driving shrinks
@@ -149,6 +151,11 @@ func (s *saga) run(ctx context.Context, id string, due func(record) bool) (recor
 	if err != nil || r.Status.Terminal() || (due != nil && !due(r)) {
 		return r, err
 	}
+	if platform.RequestID(ctx) == "" && r.CorrelationID != "" {
+		// The resumer's calls carry the placing request's id, so catalog and payments log and publish
+		// under it too.
+		ctx = platform.WithRequestID(ctx, r.CorrelationID)
+	}
 	err = s.drive(ctx, &r)
 	return r, err
 }
@@ -164,8 +171,11 @@ func (s *saga) drive(ctx context.Context, r *record) error {
 		switch r.Status {
 		case StatusPending:
 			err = s.reserve(ctx, r)
-		case StatusReserved:
+		case StatusReserved, StatusPendingPayment:
 			err = s.charge(ctx, r)
+			if errors.Is(err, errPaymentPending) {
+				return nil
+			}
 		case StatusCharged:
 			err = s.commit(ctx, r)
 		case StatusCompensating:
@@ -188,7 +198,7 @@ func (s *saga) reserve(ctx context.Context, r *record) error {
 	switch {
 	case err == nil:
 		s.metrics.step(stepReserve, outcomeOK)
-		r.Status, r.ReservationID, r.TotalCents = StatusReserved, res.ID, res.TotalCents
+		r.Status, r.ReservationID, r.TotalCents, r.HoldUntil = StatusReserved, res.ID, res.TotalCents, res.ExpiresAt
 		return s.persist(ctx, r)
 	case platform.IsBusiness(err):
 		s.metrics.step(stepReserve, outcomeRejected)
@@ -200,15 +210,28 @@ func (s *saga) reserve(ctx context.Context, r *record) error {
 	}
 }
 
+// charge charges r's reserved total, first from reserved and again, from the resumer, while r waits in
+// pending_payment.
 func (s *saga) charge(ctx context.Context, r *record) error {
+	step := stepCharge
+	if r.Status == StatusPendingPayment {
+		step = stepRetryCharge
+		if !s.pending.canWait(s.store.now(), s.timeout, r) {
+			return s.fail(ctx, r, errors.New("payments stayed unavailable until the reservation's hold ran out"),
+				StatusCancelled, reasonPaymentUnavailable, chargeUnknown)
+		}
+	}
 	p, err := s.payments.Charge(ctx, chargeRequest(r))
+	if err == nil || platform.IsBusiness(err) {
+		s.paymentsAnswered(ctx)
+	}
 	switch {
 	case err == nil && p.Status == payments.StatusCaptured:
-		s.metrics.step(stepCharge, outcomeOK)
-		r.Status, r.PaymentID, r.ChargeState = StatusCharged, p.ID, chargeCaptured
+		s.metrics.step(step, outcomeOK)
+		r.Status, r.PaymentID, r.ChargeState, r.Reason = StatusCharged, p.ID, chargeCaptured, ""
 		return s.persist(ctx, r)
 	case err == nil && p.Status == payments.StatusDeclined:
-		s.metrics.step(stepCharge, outcomeDeclined)
+		s.metrics.step(step, outcomeDeclined)
 		r.PaymentID = p.ID
 		reason := p.DeclineReason
 		if reason == "" {
@@ -217,14 +240,14 @@ func (s *saga) charge(ctx context.Context, r *record) error {
 		return s.fail(ctx, r, nil, StatusRejected, reason, chargeNone)
 	case err == nil:
 		// A status a fresh charge never has: let compensation find out what is captured.
-		s.metrics.step(stepCharge, outcomeError)
+		s.metrics.step(step, outcomeError)
 		return s.fail(ctx, r, fmt.Errorf("charge answered status %q", p.Status), StatusCancelled, "charge_failed", chargeUnknown)
 	case platform.IsBusiness(err):
-		s.metrics.step(stepCharge, outcomeRejected)
+		s.metrics.step(step, outcomeRejected)
 		return s.fail(ctx, r, err, StatusRejected, errorCode(err), chargeNone)
 	default:
-		s.metrics.step(stepCharge, outcomeError)
-		return s.fail(ctx, r, err, StatusCancelled, "charge_failed", chargeUnknown)
+		s.metrics.step(step, outcomeError)
+		return s.chargeFailed(ctx, r, err)
 	}
 }
 

@@ -53,6 +53,7 @@ func (s *service) PlaceOrder(ctx context.Context, req PlaceOrderRequest) (Order,
 		RequestHash:    requestHash(req),
 		CardNumber:     req.CardNumber,
 		ChargeState:    chargeNone,
+		CorrelationID:  platform.RequestID(ctx),
 	})
 	if err != nil {
 		return Order{}, false, err

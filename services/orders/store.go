@@ -11,6 +11,7 @@ import (
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
+	"github.com/resilience-lab/lab/events"
 	"github.com/resilience-lab/lab/services/platform"
 )
 
@@ -37,6 +38,15 @@ type record struct {
 	// Outcome is the terminal status (rejected or cancelled) a compensating order ends in.
 	Outcome     Status
 	ChargeState chargeState
+	// CorrelationID is the request id of the request that placed the order; the order's events and the
+	// resumer's calls carry it.
+	CorrelationID string
+	// HoldUntil is when catalog's reservation expires: a pending_payment order gives up before it.
+	HoldUntil time.Time
+	// PaymentAttempts counts the charges that failed technically while the order waits in
+	// pending_payment; RetryAt is when the resumer may try again (the back-off).
+	PaymentAttempts int
+	RetryAt         time.Time
 	// version guards every update: a record is saved only over the version it was read at.
 	version int64
 }
@@ -67,6 +77,13 @@ var migrations = []string{
 	);
 	CREATE INDEX orders_by_customer ON orders (customer_id, created_at DESC);
 	CREATE INDEX orders_open ON orders (updated_at) WHERE status NOT IN ('confirmed', 'rejected', 'cancelled');`,
+	// The pending_payment flow and the events' correlation id (see the saga comment).
+	`ALTER TABLE orders ADD COLUMN correlation_id TEXT NOT NULL DEFAULT '';
+	ALTER TABLE orders ADD COLUMN hold_until INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE orders ADD COLUMN payment_attempts INTEGER NOT NULL DEFAULT 0;
+	ALTER TABLE orders ADD COLUMN retry_at INTEGER NOT NULL DEFAULT 0;`,
+	// OrderPlaced and the terminal order events, written in the transaction of the change they announce.
+	events.OutboxMigration,
 }
 
 // store keeps orders in SQLite. One connection serialises every statement, so writes never meet
@@ -124,7 +141,8 @@ func (s *store) ping(ctx context.Context) error { return s.db.PingContext(ctx) }
 func (s *store) Close() error { return s.db.Close() }
 
 const recordColumns = `id, customer_id, idempotency_key, request_hash, items, card_number, total_cents, status,
-	reservation_id, payment_id, reason, outcome, charge_state, version, created_at, updated_at`
+	reservation_id, payment_id, reason, outcome, charge_state, version, created_at, updated_at,
+	correlation_id, hold_until, payment_attempts, retry_at`
 
 type scanner interface{ Scan(dest ...any) error }
 
@@ -134,9 +152,11 @@ func scanRecord(row scanner) (record, error) {
 		items              string
 		created, updated   int64
 		status, outcome, c string
+		holdUntil, retryAt int64
 	)
 	err := row.Scan(&r.ID, &r.CustomerID, &r.IdempotencyKey, &r.RequestHash, &items, &r.CardNumber, &r.TotalCents,
-		&status, &r.ReservationID, &r.PaymentID, &r.Reason, &outcome, &c, &r.version, &created, &updated)
+		&status, &r.ReservationID, &r.PaymentID, &r.Reason, &outcome, &c, &r.version, &created, &updated,
+		&r.CorrelationID, &holdUntil, &r.PaymentAttempts, &retryAt)
 	if err != nil {
 		return record{}, err
 	}
@@ -145,6 +165,7 @@ func scanRecord(row scanner) (record, error) {
 	}
 	r.Status, r.Outcome, r.ChargeState = Status(status), Status(outcome), chargeState(c)
 	r.CreatedAt, r.UpdatedAt = time.Unix(0, created).UTC(), time.Unix(0, updated).UTC()
+	r.HoldUntil, r.RetryAt = unixNanoTime(holdUntil), unixNanoTime(retryAt)
 	return r, nil
 }
 
@@ -174,10 +195,14 @@ func (s *store) createOrGet(ctx context.Context, r record) (record, bool, error)
 	}
 	now := s.now().UTC()
 	r.CreatedAt, r.UpdatedAt, r.version = now, now, 1
-	_, err = tx.ExecContext(ctx, `INSERT INTO orders (`+recordColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+	_, err = tx.ExecContext(ctx, `INSERT INTO orders (`+recordColumns+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		r.ID, r.CustomerID, r.IdempotencyKey, r.RequestHash, string(items), r.CardNumber, r.TotalCents, string(r.Status),
-		r.ReservationID, r.PaymentID, r.Reason, string(r.Outcome), string(r.ChargeState), r.version, now.UnixNano(), now.UnixNano())
+		r.ReservationID, r.PaymentID, r.Reason, string(r.Outcome), string(r.ChargeState), r.version, now.UnixNano(), now.UnixNano(),
+		r.CorrelationID, unixNano(r.HoldUntil), r.PaymentAttempts, unixNano(r.RetryAt))
 	if err != nil {
+		return record{}, false, err
+	}
+	if err := recordOrderEvent(ctx, tx, r, now); err != nil {
 		return record{}, false, err
 	}
 	if err := tx.Commit(); err != nil {
@@ -186,18 +211,25 @@ func (s *store) createOrGet(ctx context.Context, r record) (record, bool, error)
 	return r, true, nil
 }
 
-// save writes the saga state of r in one statement, only over the version r was read at, and advances
-// r's version and updated_at. A terminal order's card number is erased.
+// save writes the saga state of r, only over the version r was read at, and advances r's version and
+// updated_at. A terminal order's card number is erased, and its event is written in the same
+// transaction.
 func (s *store) save(ctx context.Context, r *record) error {
 	if r.Status.Terminal() {
 		r.CardNumber = ""
 	}
 	now := s.now().UTC()
-	res, err := s.db.ExecContext(ctx, `UPDATE orders SET card_number = ?, total_cents = ?, status = ?, reservation_id = ?,
-		payment_id = ?, reason = ?, outcome = ?, charge_state = ?, version = version + 1, updated_at = ?
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE orders SET card_number = ?, total_cents = ?, status = ?, reservation_id = ?,
+		payment_id = ?, reason = ?, outcome = ?, charge_state = ?, version = version + 1, updated_at = ?,
+		hold_until = ?, payment_attempts = ?, retry_at = ?
 		WHERE id = ? AND version = ?`,
 		r.CardNumber, r.TotalCents, string(r.Status), r.ReservationID, r.PaymentID, r.Reason, string(r.Outcome),
-		string(r.ChargeState), now.UnixNano(), r.ID, r.version)
+		string(r.ChargeState), now.UnixNano(), unixNano(r.HoldUntil), r.PaymentAttempts, unixNano(r.RetryAt), r.ID, r.version)
 	if err != nil {
 		return err
 	}
@@ -206,9 +238,52 @@ func (s *store) save(ctx context.Context, r *record) error {
 	} else if n != 1 {
 		return errConflict
 	}
+	// Only the save that ends the saga is terminal: a terminal order is never driven again.
+	if r.Status.Terminal() {
+		if err := recordOrderEvent(ctx, tx, *r, now); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return err
+	}
 	r.version++
 	r.UpdatedAt = now
 	return nil
+}
+
+// wakePendingPayments makes every order waiting in pending_payment due at once; the saga calls it when
+// payments answers again, so the resumer's next pass retries them instead of waiting out their back-off.
+func (s *store) wakePendingPayments(ctx context.Context) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `UPDATE orders SET retry_at = 0
+		WHERE status NOT IN ('confirmed', 'rejected', 'cancelled') AND status = ? AND retry_at > 0`, string(StatusPendingPayment))
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
+// countPendingPayment counts the orders waiting in pending_payment (the open-orders index serves it).
+func (s *store) countPendingPayment(ctx context.Context) (int, error) {
+	var n int
+	err := s.db.QueryRowContext(ctx, `SELECT count(*) FROM orders
+		WHERE status NOT IN ('confirmed', 'rejected', 'cancelled') AND status = ?`, string(StatusPendingPayment)).Scan(&n)
+	return n, err
+}
+
+// unixNano stores a time as unix nanoseconds, the zero time as 0.
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func unixNanoTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
 }
 
 func (s *store) get(ctx context.Context, id string) (record, error) {
@@ -238,12 +313,12 @@ func (s *store) listByCustomer(ctx context.Context, customerID string, limit int
 	return orders, rows.Err()
 }
 
-// listOpen returns the ids of non-terminal orders last updated at or before cutoff, least recently
-// updated first.
-func (s *store) listOpen(ctx context.Context, cutoff time.Time, limit int) ([]string, error) {
+// listOpen returns the ids of non-terminal orders last updated at or before cutoff and not backing off
+// past now (retry_at), least recently updated first.
+func (s *store) listOpen(ctx context.Context, cutoff, now time.Time, limit int) ([]string, error) {
 	rows, err := s.db.QueryContext(ctx, `SELECT id FROM orders
-		WHERE status NOT IN ('confirmed', 'rejected', 'cancelled') AND updated_at <= ?
-		ORDER BY updated_at LIMIT ?`, cutoff.UnixNano(), limit)
+		WHERE status NOT IN ('confirmed', 'rejected', 'cancelled') AND updated_at <= ? AND retry_at <= ?
+		ORDER BY updated_at LIMIT ?`, cutoff.UnixNano(), now.UnixNano(), limit)
 	if err != nil {
 		return nil, err
 	}

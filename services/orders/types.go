@@ -4,13 +4,18 @@ import "time"
 
 // Status is where an order's saga is. pending → reserved → charged → confirmed are the happy path;
 // compensating means a step failed and the saga is undoing what may have happened (releasing stock,
-// refunding money) before it ends rejected or cancelled. confirmed, rejected and cancelled are terminal.
+// refunding money) before it ends rejected or cancelled; pending_payment means payments could not be
+// reached and the order waits, its stock held, for the charge to be retried. confirmed, rejected and
+// cancelled are terminal.
 type Status string
 
 const (
 	StatusPending  Status = "pending"
 	StatusReserved Status = "reserved"
 	StatusCharged  Status = "charged"
+	// StatusPendingPayment is in flight: the charge failed technically (payments unavailable), the
+	// reservation is held, and the resumer retries the charge with back-off (ORDERS_PENDING_PAYMENT).
+	StatusPendingPayment Status = "pending_payment"
 	// StatusCompensating is in flight: the saga is releasing stock and refunding money before it ends.
 	StatusCompensating Status = "compensating"
 	StatusConfirmed    Status = "confirmed"
