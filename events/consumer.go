@@ -46,6 +46,9 @@ type ConsumerOptions struct {
 	Registry prometheus.Registerer
 	// Batch bounds the messages fetched at once (default 64).
 	Batch int
+	// Applied, when set, is called after an event's transaction committed (not for a duplicate), for
+	// effects that must follow the commit, such as counting.
+	Applied func(ev Event, p Payload)
 
 	// afterCommit, when set, runs after a message's transaction committed and before its ack; an error
 	// stops the consumer there as if the process had died (tests).
@@ -300,6 +303,9 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) error {
 			outcome = outcomeDuplicate
 		}
 		c.handled.WithLabelValues(outcome).Inc()
+		if applied && c.o.Applied != nil {
+			c.o.Applied(ev, p)
+		}
 		if c.o.afterCommit != nil {
 			if err := c.o.afterCommit(ev); err != nil {
 				return err

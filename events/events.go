@@ -188,6 +188,7 @@ func (PaymentRefunded) EventType() string { return TypePaymentRefunded }
 func (p OrderPlaced) validate() error {
 	return firstError(required("order_id", p.OrderID), required("customer_id", p.CustomerID), validItems(p.Items))
 }
+
 // validate asks only for what identifies the order: a producer must never be kept from recording that
 // an order completed (its saga would stall) by a detail it lacks.
 func (p OrderConfirmed) validate() error {
