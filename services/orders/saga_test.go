@@ -46,6 +46,8 @@ type harness struct {
 	db    string
 	app   *app
 	reg   *prometheus.Registry
+	// tweak, when set, adjusts the configuration open uses.
+	tweak func(*Config)
 }
 
 func newHarness(t *testing.T) *harness {
@@ -66,6 +68,9 @@ func (h *harness) open(afterStep func(Order) error) *app {
 	h.t.Helper()
 	cfg := Config{Addr: ":0", DB: h.db, ResumeInterval: time.Hour, ResumeGrace: grace, SagaTimeout: 30 * time.Second,
 		Now: h.clock.Now, afterStep: afterStep}
+	if h.tweak != nil {
+		h.tweak(&cfg)
+	}
 	h.reg = prometheus.NewRegistry()
 	a, err := open(context.Background(), WithDependencies(cfg, h.cat, h.pay), slog.New(slog.DiscardHandler), h.reg)
 	if err != nil {
