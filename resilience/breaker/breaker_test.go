@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -335,5 +336,48 @@ func TestConfigValidate(t *testing.T) {
 		if _, err := New(c, policy.Options{}); err == nil {
 			t.Errorf("%s: New accepted %+v", name, c)
 		}
+	}
+}
+
+// TestConcurrentCalls runs mixed outcomes from many goroutines through both backends, for the race
+// detector: every call is either run or rejected, and the state stays a valid one.
+func TestConcurrentCalls(t *testing.T) {
+	for _, backend := range []Backend{Gobreaker, Hystrix} {
+		t.Run(string(backend), func(t *testing.T) {
+			b, err := New(Config{Backend: backend, FailureRatio: 0.5, MinRequests: 5, Window: time.Second,
+				SleepWindow: time.Millisecond, HalfOpenProbes: 2}, policy.Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var ran, rejected, total atomic.Int64
+			var wg sync.WaitGroup
+			for g := range 8 {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range 200 {
+						total.Add(1)
+						_, err := b.Middleware(func(context.Context, any) (any, error) {
+							ran.Add(1)
+							if (g+i)%3 == 0 {
+								return nil, errTransport
+							}
+							return "ok", nil
+						})(context.Background(), nil)
+						if errors.Is(err, ErrOpen) {
+							rejected.Add(1)
+						}
+						_ = b.State()
+					}
+				}()
+			}
+			wg.Wait()
+			if ran.Load()+rejected.Load() != total.Load() {
+				t.Fatalf("ran %d + rejected %d != %d calls", ran.Load(), rejected.Load(), total.Load())
+			}
+			if s := b.State(); s != Closed && s != Open && s != HalfOpen {
+				t.Fatalf("state %d", s)
+			}
+		})
 	}
 }

@@ -198,3 +198,36 @@ func TestOff(t *testing.T) {
 		return nil, nil
 	})(parent, nil)
 }
+
+// TestConcurrentUseWithTheRealClock hammers one context from many goroutines while its deadline fires,
+// for the race detector, and checks every observer agrees on the outcome.
+func TestConcurrentUseWithTheRealClock(t *testing.T) {
+	to := New(time.Millisecond, policy.Options{})
+	for range 50 {
+		_, err := to.Middleware(func(ctx context.Context, _ any) (any, error) {
+			errs := make(chan error, 8)
+			for i := range 8 {
+				go func() {
+					if i%2 == 0 {
+						child, cancel := context.WithCancel(ctx)
+						defer cancel()
+						<-child.Done()
+						errs <- child.Err()
+						return
+					}
+					<-ctx.Done()
+					errs <- ctx.Err()
+				}()
+			}
+			for range 8 {
+				if err := <-errs; !errors.Is(err, context.DeadlineExceeded) {
+					return nil, err
+				}
+			}
+			return nil, ctx.Err()
+		})(context.Background(), nil)
+		if !errors.Is(err, ErrTimeout) {
+			t.Fatalf("err = %v, want ErrTimeout", err)
+		}
+	}
+}
