@@ -69,7 +69,11 @@ images: binaries docker-engine ## Build the FROM-scratch image of every service 
 ## ---- run ------------------------------------------------------------------------------------------
 
 .PHONY: lab
-lab: images ## The main job: start the shop as containers, run a demo order through the gateway, stop it
+lab: docker-engine ## The main job: run every chaos scenario (without/with) on a fresh stack; reports in results/
+	$(GO) run ./scenarios/cmd/lab $(if $(ONLY),-only $(ONLY))
+
+.PHONY: demo
+demo: images ## Start the shop as containers, walk one customer through the gateway, stop it
 	@trap '$(COMPOSE) down -v --remove-orphans >/dev/null 2>&1' EXIT; \
 	$(COMPOSE) up -d --no-build; \
 	$(GO) run ./scenarios/cmd/demo -gateway http://127.0.0.1:8080 -wait 60s
@@ -96,6 +100,7 @@ test: docker-engine pact-tools ## All tests: vet, unit and integration tests (ra
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 	$(GO) test -race -count=1 -tags pact ./contracts/...
 	$(MAKE) --no-print-directory contracts
+	$(GO) test -count=1 -timeout 20m ./scenarios
 
 .PHONY: contracts
 contracts: pact-tools ## Contract CI flow: consumer tests → publish → verify from the broker → can-i-deploy → record-deployment → negative check
