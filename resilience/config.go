@@ -97,17 +97,17 @@ func (c LinkConfig) Validate() error {
 			return err
 		}
 	}
-	if _, err := bulkhead.New(c.Bulkhead, policy.Options{}); err != nil {
+	if err := c.Bulkhead.Validate(); err != nil {
 		return err
 	}
-	if _, err := retry.New(c.Retry, policy.Options{}); err != nil {
+	if err := c.Retry.Validate(); err != nil {
 		return err
 	}
 	if c.Timeout < 0 || c.HedgeDelay < 0 {
 		return fmt.Errorf("timeout %s and hedge delay %s must not be negative", c.Timeout, c.HedgeDelay)
 	}
 	if c.Adaptive.Max > 0 {
-		if _, err := adaptive.New(c.adaptiveConfig(), policy.Options{}); err != nil {
+		if err := c.adaptiveConfig().Validate(); err != nil {
 			return err
 		}
 	} else if c.Adaptive.Max < 0 {

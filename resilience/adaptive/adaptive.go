@@ -47,11 +47,18 @@ type Limiter struct {
 	rejected   prometheus.Counter
 }
 
+// Validate reports a setting out of range.
+func (c Config) Validate() error {
+	if c.Min < 1 || c.Max < c.Min || c.Initial < c.Min || c.Initial > c.Max || !(c.Backoff > 0 && c.Backoff < 1) || c.Latency <= 0 {
+		return fmt.Errorf("adaptive limit: want 1 <= min <= initial <= max, 0 < backoff < 1 and latency > 0, got %+v", c)
+	}
+	return nil
+}
+
 // New builds a limiter.
 func New(cfg Config, o policy.Options) (*Limiter, error) {
-	if cfg.Min < 1 || cfg.Max < cfg.Min || cfg.Initial < cfg.Min || cfg.Initial > cfg.Max ||
-		!(cfg.Backoff > 0 && cfg.Backoff < 1) || cfg.Latency <= 0 {
-		return nil, fmt.Errorf("adaptive limit: want 1 <= min <= initial <= max, 0 < backoff < 1 and latency > 0, got %+v", cfg)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	o = o.WithDefaults()
 	l := &Limiter{cfg: cfg, opts: o, clock: o.Clock, limit: float64(cfg.Initial)}

@@ -34,10 +34,18 @@ type Bulkhead struct {
 	rejected prometheus.Counter
 }
 
+// Validate reports a setting out of range.
+func (c Config) Validate() error {
+	if c.MaxConcurrent < 0 || c.MaxWait < 0 {
+		return fmt.Errorf("bulkhead: max concurrent %d and max wait %s must not be negative", c.MaxConcurrent, c.MaxWait)
+	}
+	return nil
+}
+
 // New builds a bulkhead.
 func New(cfg Config, o policy.Options) (*Bulkhead, error) {
-	if cfg.MaxConcurrent < 0 || cfg.MaxWait < 0 {
-		return nil, fmt.Errorf("bulkhead: max concurrent %d and max wait %s must not be negative", cfg.MaxConcurrent, cfg.MaxWait)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	o = o.WithDefaults()
 	b := &Bulkhead{cfg: cfg, opts: o, clock: o.Clock}

@@ -53,11 +53,19 @@ type Retry struct {
 	exhausted prometheus.Counter
 }
 
-// New builds a retry policy with its own budget.
+// Validate reports a setting out of range.
+func (c Config) Validate() error {
+	if c.MaxAttempts < 1 || c.BaseDelay < 0 || c.MaxDelay < c.BaseDelay {
+		return fmt.Errorf("retry: want max attempts >= 1 and 0 <= base delay (%s) <= max delay (%s), got %d attempts",
+			c.BaseDelay, c.MaxDelay, c.MaxAttempts)
+	}
+	return c.Budget.validate()
+}
+
+// New builds a retry policy with its own budget, whose timer runs until Close.
 func New(cfg Config, o policy.Options) (*Retry, error) {
-	if cfg.MaxAttempts < 1 || cfg.BaseDelay < 0 || cfg.MaxDelay < cfg.BaseDelay {
-		return nil, fmt.Errorf("retry: want max attempts >= 1 and 0 <= base delay (%s) <= max delay (%s), got %d attempts",
-			cfg.BaseDelay, cfg.MaxDelay, cfg.MaxAttempts)
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	o = o.WithDefaults()
 	budget, err := NewBudget(cfg.Budget, o.Clock)
