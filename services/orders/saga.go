@@ -62,6 +62,15 @@ type Payments interface {
 //     after we have looked. Then every captured payment ListByOrder finds for the order is refunded.
 //  3. The order ends rejected or cancelled with its reason.
 //
+// pending_payment (Config.PendingPayment, on by default): a charge that fails technically does not
+// compensate at once. The order is stored as pending_payment, its reservation held and its charge's
+// outcome unknown, and the request answers with that status. The resumer re-sends the same idempotent
+// charge with back-off (1s, doubling, capped): captured → charged → commit → confirmed; declined or
+// refused → compensation → rejected. When payments answers any charge again, every waiting order is made
+// due at once. An order waits only while its reservation's hold (catalog's expires_at, kept as
+// hold_until) outlasts one more charge and commit (SagaTimeout); then it is compensated as a failed
+// charge is, and ends cancelled with reason payment_unavailable. See docs/patterns/outbox.md.
+//
 // Forward steps run under the caller's context, so its deadline reaches catalog and payments; a step
 // cut short by it is a technical failure. Compensation runs detached from the caller's cancellation and
 // deadline (bounded by Config.SagaTimeout), so a caller who gives up does not leave stock held. If a
