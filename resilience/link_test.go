@@ -252,23 +252,18 @@ func TestHedgingOnlyForNamedReads(t *testing.T) {
 }
 
 func TestDebugHandler(t *testing.T) {
-	ca, err := NewLink("orders-catalog", testConfig(), nil)
+	pay := testConfig()
+	pay.Breaker.Backend = breaker.Hystrix
+	pay.Adaptive.Max = 32
+	cfg := ServiceConfig{Service: "orders", Server: ServerConfigFromEnv(platform.EnvFrom(nil), "orders"),
+		Links: map[string]LinkConfig{"orders-catalog": testConfig(), "orders-payments": pay}}
+	p, err := cfg.Build(nil, map[string][]Option{"orders-payments": {WithFallback("charge", func(ctx context.Context, _ any, err error) (any, error) { return nil, err })}})
 	if err != nil {
 		t.Fatal(err)
 	}
-	cfg := testConfig()
-	cfg.Breaker.Backend = breaker.Hystrix
-	cfg.Adaptive.Max = 32
-	pa, err := NewLink("orders-payments", cfg, nil, WithFallback("charge", func(ctx context.Context, _ any, err error) (any, error) { return nil, err }))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := NewServer("orders", ServerConfig{Shed: ServerConfigFromEnv(platform.EnvFrom(nil), "orders").Shed}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	defer p.Close()
 	rec := httptest.NewRecorder()
-	DebugHandler(srv, ca, pa).ServeHTTP(rec, httptest.NewRequest("GET", "/debug/resilience", nil))
+	p.DebugHandler().ServeHTTP(rec, httptest.NewRequest("GET", "/debug/resilience", nil))
 	if rec.Code != 200 || !strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
 		t.Fatalf("%d %v", rec.Code, rec.Header())
 	}
