@@ -234,7 +234,7 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	}
 	if !r.nc.IsConnected() {
 		r.failures.Add(float64(len(rows)))
-		return 0, nats.ErrConnectionClosed
+		return 0, errDisconnected
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
 	defer cancel()
@@ -284,6 +284,9 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	}
 	return len(acked), nil
 }
+
+// errDisconnected: the connection to the broker is down (it reconnects in the background).
+var errDisconnected = errors.New("events: not connected to the broker")
 
 // backoff is the wait after the n-th consecutive failure: exponential from 100ms, capped, with jitter
 // so many clients recovering at once do not retry in step.
