@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/resilience-lab/lab/events"
+	"github.com/resilience-lab/lab/resilience"
 	"github.com/resilience-lab/lab/services/platform"
 )
 
@@ -32,6 +34,9 @@ type Config struct {
 	Now func() time.Time
 	// Events is the outbox relay's broker and pacing (NATS_URL, EVENTS_*; see events.Config).
 	Events events.Config
+	// Resilience is the server-side rate limit and shedding (CATALOG_RATE_LIMIT_*, CATALOG_SHED_*; see
+	// docs/patterns/README.md).
+	Resilience resilience.ServiceConfig
 }
 
 // ConfigFromEnv reads the catalog's configuration; bad values are collected in env (see env.Err).
@@ -47,6 +52,7 @@ func ConfigFromEnv(env *platform.Env) Config {
 		LogLevel:        env.LogLevel("LOG_LEVEL", slog.LevelInfo),
 	}
 	cfg.Events = events.ConfigFromEnv(env)
+	cfg.Resilience = resilience.ServiceConfigFromEnv(env, "catalog")
 	for _, p := range cfg.problems() {
 		env.Fail("%s", p)
 	}
@@ -96,6 +102,11 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 		}
 	}
 	svc := newService(st, cfg.ReservationTTL, cfg.Now, newReservationsCounter(reg))
+	policies, err := cfg.Resilience.Build(reg, nil)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
 	relay, err := startRelay(ctx, cfg.Events, st, logger, reg)
 	if err != nil {
 		st.Close()
@@ -107,14 +118,16 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 
 	return &platform.Service{
 			Name:     "catalog",
-			API:      NewHTTPHandler(NewSet(svc), logger),
+			API:      policies.Middleware(NewHTTPHandler(NewSet(svc), logger)),
 			Registry: reg,
 			Logger:   logger,
 			Ready:    []platform.ReadyCheck{{Name: "db", Check: st.Ping}, relay.ReadyCheck()},
+			Extra:    map[string]http.Handler{resilience.DebugRoute: policies.DebugHandler()},
 		}, &closer{close: func() error {
 			stopSweeper()
 			<-sweeper.done
 			relay.Close()
+			policies.Close()
 			return st.Close()
 		}}, nil
 }

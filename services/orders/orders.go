@@ -8,12 +8,14 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/resilience-lab/lab/events"
+	"github.com/resilience-lab/lab/resilience"
 	catalogclient "github.com/resilience-lab/lab/services/catalog/client"
 	paymentsclient "github.com/resilience-lab/lab/services/payments/client"
 	"github.com/resilience-lab/lab/services/platform"
@@ -50,6 +52,10 @@ type Config struct {
 	PendingPaymentRetryMax time.Duration
 	// Events is the outbox relay's broker and pacing (NATS_URL, EVENTS_*; see events.Config).
 	Events events.Config
+	// Resilience is the policy chain of the links orders-catalog and orders-payments
+	// (ORDERS_CATALOG_*, ORDERS_PAYMENTS_*) and the server-side rate limit and shedding (ORDERS_RATE_LIMIT_*,
+	// ORDERS_SHED_*); see docs/patterns/README.md.
+	Resilience resilience.ServiceConfig
 
 	// catalog and payments, when set, replace the typed clients (unit tests use in-memory fakes).
 	catalog  Catalog
@@ -75,6 +81,7 @@ func ConfigFromEnv(env *platform.Env) Config {
 	cfg.PendingPayment = env.Bool("ORDERS_PENDING_PAYMENT", true)
 	cfg.PendingPaymentRetryMax = env.Duration("ORDERS_PENDING_PAYMENT_RETRY_MAX", DefaultPendingPaymentRetryMax)
 	cfg.Events = events.ConfigFromEnv(env)
+	cfg.Resilience = resilience.ServiceConfigFromEnv(env, "orders", LinkCatalog, LinkPayments)
 	for _, p := range cfg.problems() {
 		env.Fail("%s", p)
 	}
@@ -114,6 +121,12 @@ func (c Config) problems() []string {
 	return ps
 }
 
+// The links of orders to its dependencies, named caller-callee as everywhere in the lab.
+const (
+	LinkCatalog  = "orders-catalog"
+	LinkPayments = "orders-payments"
+)
+
 // Open assembles the orders service: it opens and migrates the store, builds the catalog and payments
 // clients, service → endpoints → HTTP handler, and starts the resumer (a first pass at once, then every
 // ResumeInterval). Close the returned io.Closer to stop the resumer, wait for running sagas (which stop
@@ -134,6 +147,7 @@ type app struct {
 	resumer  *resumer
 	store    *store
 	relay    *events.Relay
+	policies *resilience.Policies
 
 	stop     context.CancelFunc
 	resuming sync.WaitGroup
@@ -150,23 +164,30 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	policies, err := cfg.Resilience.Build(reg, nil)
+	if err != nil {
+		return nil, err
+	}
 	cat, pay := cfg.catalog, cfg.payments
 	if cat == nil {
-		c, err := catalogclient.New(cfg.CatalogURL, cfg.CatalogOptions...)
+		c, err := catalogclient.New(cfg.CatalogURL, append(cfg.CatalogOptions, policies.Client(LinkCatalog))...)
 		if err != nil {
+			policies.Close()
 			return nil, fmt.Errorf("catalog client: %w", err)
 		}
 		cat = c
 	}
 	if pay == nil {
-		c, err := paymentsclient.New(cfg.PaymentsURL, cfg.PaymentsOptions...)
+		c, err := paymentsclient.New(cfg.PaymentsURL, append(cfg.PaymentsOptions, policies.Client(LinkPayments))...)
 		if err != nil {
+			policies.Close()
 			return nil, fmt.Errorf("payments client: %w", err)
 		}
 		pay = c
 	}
 	st, err := openStore(ctx, cfg.DB, cfg.Now)
 	if err != nil {
+		policies.Close()
 		return nil, err
 	}
 	m := newMetrics(reg, st)
@@ -178,6 +199,7 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 	relay, err := startRelay(ctx, cfg.Events, st, logger, reg)
 	if err != nil {
 		stop()
+		policies.Close()
 		st.Close()
 		return nil, err
 	}
@@ -185,11 +207,13 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 	a := &app{
 		platform: &platform.Service{
 			Name:     "orders",
-			API:      NewHTTPHandler(NewSet(svc), logger),
+			API:      policies.Middleware(NewHTTPHandler(NewSet(svc), logger)),
 			Registry: reg,
 			Logger:   logger,
 			Ready:    []platform.ReadyCheck{{Name: "db", Check: st.ping}, relay.ReadyCheck()},
+			Extra:    map[string]http.Handler{resilience.DebugRoute: policies.DebugHandler()},
 		},
+		policies:  policies,
 		service:   svc,
 		saga:      sg,
 		resumer:   &resumer{saga: sg, now: cfg.Now, interval: cfg.ResumeInterval, grace: cfg.ResumeGrace},
@@ -214,6 +238,7 @@ func (a *app) Close() error {
 		a.resuming.Wait()
 		a.saga.close()
 		a.relay.Close()
+		a.policies.Close()
 		a.err = a.store.Close()
 	})
 	return a.err

@@ -6,11 +6,13 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/resilience-lab/lab/events"
+	"github.com/resilience-lab/lab/resilience"
 	"github.com/resilience-lab/lab/services/platform"
 )
 
@@ -31,6 +33,9 @@ type Config struct {
 	Now func() time.Time
 	// Events is the outbox relay's broker and pacing (NATS_URL, EVENTS_*; see events.Config).
 	Events events.Config
+	// Resilience is the server-side rate limit and shedding (PAYMENTS_RATE_LIMIT_*, PAYMENTS_SHED_*; see
+	// docs/patterns/README.md).
+	Resilience resilience.ServiceConfig
 }
 
 // Defaults of Config.
@@ -51,6 +56,7 @@ func ConfigFromEnv(env *platform.Env) Config {
 		LogLevel:         env.LogLevel("LOG_LEVEL", slog.LevelInfo),
 	}
 	cfg.Events = events.ConfigFromEnv(env)
+	cfg.Resilience = resilience.ServiceConfigFromEnv(env, "payments")
 	if cfg.DeclineOverCents < 0 {
 		env.Fail("PAYMENTS_DECLINE_OVER_CENTS=%d: want a non-negative number of cents", cfg.DeclineOverCents)
 	}
@@ -69,16 +75,26 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 		return nil, nil, err
 	}
 	svc := newService(st, cfg.DeclineOverCents, cfg.Now, metrics)
+	policies, err := cfg.Resilience.Build(reg, nil)
+	if err != nil {
+		st.Close()
+		return nil, nil, err
+	}
 	relay, err := startRelay(ctx, cfg.Events, st, logger, reg)
 	if err != nil {
 		st.Close()
 		return nil, nil, err
 	}
+	closer := relayAndStore{relay, st}
 	return &platform.Service{
-		Name:     "payments",
-		API:      NewHTTPHandler(NewSet(svc), logger),
-		Registry: reg,
-		Logger:   logger,
-		Ready:    []platform.ReadyCheck{{Name: "db", Check: st.Ping}, relay.ReadyCheck()},
-	}, relayAndStore{relay, st}, nil
+			Name:     "payments",
+			API:      policies.Middleware(NewHTTPHandler(NewSet(svc), logger)),
+			Registry: reg,
+			Logger:   logger,
+			Ready:    []platform.ReadyCheck{{Name: "db", Check: st.Ping}, relay.ReadyCheck()},
+			Extra:    map[string]http.Handler{resilience.DebugRoute: policies.DebugHandler()},
+		}, platform.CloserFunc(func() error {
+			policies.Close()
+			return closer.Close()
+		}), nil
 }

@@ -172,3 +172,8 @@ func Run(ctx context.Context, s *Service, addr string, drain time.Duration) erro
 	s.Logger.Info("stopped")
 	return nil
 }
+
+// CloserFunc makes a function an io.Closer (what a service's Open returns).
+type CloserFunc func() error
+
+func (f CloserFunc) Close() error { return f() }
