@@ -5,7 +5,7 @@ SHELL := /bin/bash
 
 ROOT        := $(abspath .)
 GO          ?= go
-SERVICES    := catalog payments orders gateway
+SERVICES    := catalog payments orders gateway notifications
 BIN         := bin/linux-amd64
 IMAGE_TAG   ?= dev
 COMPOSE     := docker-compose -p reslab -f deploy/compose.yaml
@@ -54,13 +54,16 @@ binaries: ## Build static linux binaries of every service into bin/
 	@for s in $(SERVICES); do \
 	  CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/$$s ./services/$$s/cmd/$$s; \
 	done
-	@echo "binaries: $(BIN)/{$(subst $(eval) ,$(comma),$(SERVICES))}"
+	@CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/nats-server ./events/cmd/nats-server
+	@CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/toxiproxy ./scenarios/lab/toxiproxy/cmd/toxiproxy
+	@CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/broker ./contracts/broker/cmd/broker
+	@echo "binaries in $(BIN): $(IMAGES)"
 
-comma := ,
+IMAGES      = $(SERVICES) nats-server toxiproxy broker
 
 .PHONY: images
-images: binaries docker-engine ## Build the FROM-scratch image of every service (nothing is pulled)
-	@for s in $(SERVICES); do \
+images: binaries docker-engine ## Build the FROM-scratch image of every service, NATS, Toxiproxy and the broker (nothing is pulled)
+	@for s in $(IMAGES); do \
 	  DOCKER_BUILDKIT=0 docker build -q -f deploy/docker/Dockerfile --build-arg BINARY=$$s \
 	    --label $(LABEL) -t reslab/$$s:$(IMAGE_TAG) . >/dev/null; \
 	  echo "image reslab/$$s:$(IMAGE_TAG)"; \
