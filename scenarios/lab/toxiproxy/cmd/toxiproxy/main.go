@@ -37,6 +37,7 @@ func main() {
 	platform.Healthcheck(os.Args)
 	host := flag.String("host", "0.0.0.0", "address of the API")
 	port := flag.String("port", "8474", "port of the API")
+	config := flag.String("config", "", "JSON file of proxies to create at start")
 	flag.Parse()
 
 	logger := zerolog.New(os.Stdout).With().Timestamp().Str("service", "toxiproxy").Logger()
@@ -59,6 +60,20 @@ func main() {
 
 	httpfault.Register()
 	server := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), logger)
+	if *config != "" {
+		f, err := os.Open(*config)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(2)
+		}
+		proxies, err := server.Collection.PopulateJson(server, f)
+		f.Close()
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "-config %s: %v\n", *config, err)
+			os.Exit(2)
+		}
+		logger.Info().Int("proxies", len(proxies)).Str("config", *config).Msg("proxies created")
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /observe/{service}/{path...}", observeHandler(observed))
 	mux.Handle("/", server.Routes())
