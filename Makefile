@@ -82,9 +82,15 @@ demo: images ## Start the shop as containers, walk one customer through the gate
 	$(GO) run ./scenarios/cmd/demo -gateway http://127.0.0.1:8080 -wait 60s
 
 .PHONY: stack-up
-stack-up: images ## Start the shop stack in the background (deploy/compose.yaml)
-	$(COMPOSE) up -d --no-build
-	@echo "gateway: http://127.0.0.1:8080"
+stack-up: images ## Start the shop stack (Toxiproxy on every link, NATS, broker) and wait until it is healthy
+	$(COMPOSE) up -d --no-build --remove-orphans
+	@for i in $$(seq 120); do \
+	  states=$$(docker inspect -f '{{.State.Health.Status}}' $$($(COMPOSE) ps -q) | sort -u | xargs); \
+	  [ "$$states" = healthy ] && break; \
+	  if [ $$i = 120 ]; then $(COMPOSE) ps; echo "stack-up: not healthy within 60s ($$states)" >&2; exit 1; fi; \
+	  sleep 0.5; \
+	done
+	@echo "gateway http://127.0.0.1:8080 · Toxiproxy API http://127.0.0.1:8474 · broker http://127.0.0.1:9292"
 
 .PHONY: stack-down
 stack-down: ## Stop the shop stack and remove its volumes
