@@ -95,8 +95,8 @@ func (s *fuzzOrders) serve(r *http.Request) *httptest.ResponseRecorder {
 	return rec
 }
 
-var orderStatuses = []orders.Status{orders.StatusPending, orders.StatusReserved, orders.StatusCharged,
-	orders.StatusCompensating, orders.StatusConfirmed, orders.StatusRejected, orders.StatusCancelled}
+var orderStatuses = []orders.Status{orders.StatusPending, orders.StatusReserved, orders.StatusPendingPayment,
+	orders.StatusCharged, orders.StatusCompensating, orders.StatusConfirmed, orders.StatusRejected, orders.StatusCancelled}
 
 func FuzzPlaceOrder(f *testing.F) {
 	shop := newFuzzOrders(f)
