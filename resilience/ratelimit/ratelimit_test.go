@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -103,6 +104,35 @@ func TestOffAndValidation(t *testing.T) {
 	for _, bad := range []Config{{Rate: -1}, {Rate: 1, Burst: 0}, {MaxClients: -1}} {
 		if _, err := New(bad, policy.Options{}); err == nil {
 			t.Errorf("accepted %+v", bad)
+		}
+	}
+}
+
+// TestEvictionUnderAFloodOfClients: distinct clients that each empty their bucket (so none refills) keep
+// arriving; the map never exceeds MaxClients, a full map frees a sixteenth at once, and the client seen
+// most recently keeps its (empty) bucket rather than getting a fresh burst.
+func TestEvictionUnderAFloodOfClients(t *testing.T) {
+	const maxClients = 64
+	l, fake, _ := setup(t, Config{Rate: 1, Burst: 1, MaxClients: maxClients})
+	if ok, _ := l.Allow("regular"); !ok {
+		t.Fatal("regular's first request refused")
+	}
+	for i := range 10 * maxClients {
+		fake.Advance(time.Millisecond) // distinct lastSeen times, far from a refill
+		if ok, _ := l.Allow(fmt.Sprint("flood-", i)); !ok {
+			t.Fatalf("new client %d refused", i)
+		}
+		if ok, _ := l.Allow("regular"); ok {
+			t.Fatalf("after %d new clients regular got a fresh bucket: it was evicted though seen last", i+1)
+		}
+		n := l.Snapshot().Clients
+		if n > maxClients {
+			t.Fatalf("clients %d exceed the bound %d", n, maxClients)
+		}
+		if i == maxClients-1 { // the first arrival at a full map: 4 dropped, the new one added
+			if want := maxClients - maxClients/16 + 1; n != want {
+				t.Fatalf("after the first eviction clients = %d, want %d", n, want)
+			}
 		}
 	}
 }
