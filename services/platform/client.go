@@ -15,10 +15,12 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 	httptransport "github.com/go-kit/kit/transport/http"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // NewHTTPClient returns the *http.Client typed clients use by default: pooled keep-alive connections and
-// a transport that propagates the request id and the caller's remaining deadline to the callee.
+// a transport that propagates the request id, the caller's remaining deadline and its trace context to
+// the callee.
 func NewHTTPClient() *http.Client {
 	base := &http.Transport{
 		Proxy:                 nil, // the lab's links are explicit (Toxiproxy listeners), never an env proxy
@@ -31,9 +33,16 @@ func NewHTTPClient() *http.Client {
 	return &http.Client{Transport: PropagatingTransport{Base: base}}
 }
 
-// PropagatingTransport copies the request id and the remaining deadline from the request's context into
-// headers. A call whose deadline has passed is not sent.
-type PropagatingTransport struct{ Base http.RoundTripper }
+// PropagatingTransport copies the request id, the remaining deadline and the trace context (W3C
+// traceparent, from a client span it starts per request) from the request's context into headers, and
+// the service token of Tokens into Authorization. A call whose deadline has passed is not sent.
+type PropagatingTransport struct {
+	Base http.RoundTripper
+	// Tracing starts the client spans; nil means the provider of the caller's span (no span: none).
+	Tracing trace.TracerProvider
+	// Tokens mints the service token every request carries; nil sends none.
+	Tokens *TokenSource
+}
 
 func (t PropagatingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 	ctx := r.Context()
@@ -52,11 +61,21 @@ func (t PropagatingTransport) RoundTrip(r *http.Request) (*http.Response, error)
 		ms := (left + time.Millisecond - 1) / time.Millisecond
 		r.Header.Set(HeaderDeadline, strconv.FormatInt(int64(ms), 10))
 	}
+	if t.Tokens != nil {
+		token, err := t.Tokens.Token()
+		if err != nil {
+			return nil, err
+		}
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
 	base := t.Base
 	if base == nil {
 		base = http.DefaultTransport
 	}
-	return base.RoundTrip(r)
+	r, span := clientSpan(t.Tracing, r)
+	resp, err := base.RoundTrip(r)
+	endClientSpan(span, resp, err)
+	return resp, err
 }
 
 // Idempotent is implemented by requests that carry an Idempotency-Key; the client sends it as a header
@@ -165,6 +184,8 @@ type PolicyFunc func(op string, idempotent bool) endpoint.Middleware
 type ClientConfig struct {
 	HTTP     *http.Client
 	Policies PolicyFunc
+	// Tokens, when set, makes every call carry a service token (see ServiceAuth.Client).
+	Tokens *TokenSource
 }
 
 // ClientOption configures a typed client.
@@ -176,7 +197,12 @@ func WithHTTPClient(c *http.Client) ClientOption { return func(cfg *ClientConfig
 // WithPolicies wraps each operation of a typed client in the chain f returns.
 func WithPolicies(f PolicyFunc) ClientOption { return func(cfg *ClientConfig) { cfg.Policies = f } }
 
-// NewClientConfig applies opts over the defaults (NewHTTPClient, no policies).
+// WithTokenSource makes a typed client's calls carry tokens minted by s (nil: none).
+func WithTokenSource(s *TokenSource) ClientOption { return func(cfg *ClientConfig) { cfg.Tokens = s } }
+
+// NewClientConfig applies opts over the defaults (NewHTTPClient, no policies, no service token). With
+// a token source, the HTTP client is copied so its transport adds the token: a client shared between
+// typed clients of different callees stays unchanged.
 func NewClientConfig(opts ...ClientOption) ClientConfig {
 	cfg := ClientConfig{}
 	for _, o := range opts {
@@ -184,6 +210,16 @@ func NewClientConfig(opts ...ClientOption) ClientConfig {
 	}
 	if cfg.HTTP == nil {
 		cfg.HTTP = NewHTTPClient()
+	}
+	if cfg.Tokens != nil {
+		c := *cfg.HTTP
+		if pt, ok := c.Transport.(PropagatingTransport); ok {
+			pt.Tokens = cfg.Tokens
+			c.Transport = pt
+		} else {
+			c.Transport = PropagatingTransport{Base: c.Transport, Tokens: cfg.Tokens}
+		}
+		cfg.HTTP = &c
 	}
 	return cfg
 }

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"go.opentelemetry.io/otel/trace"
 )
 
 const (
@@ -99,12 +101,16 @@ func requestContext(next http.Handler) http.Handler {
 	})
 }
 
-// ContextHandler wraps a slog.Handler so every record logged with a context carries its request id.
+// ContextHandler wraps a slog.Handler so every record logged with a context carries its request id
+// and, inside a trace, its trace id, so logs and traces join.
 type ContextHandler struct{ slog.Handler }
 
 func (h ContextHandler) Handle(ctx context.Context, r slog.Record) error {
 	if id := RequestID(ctx); id != "" {
 		r.AddAttrs(slog.String("request_id", id))
+	}
+	if sc := trace.SpanContextFromContext(ctx); sc.HasTraceID() {
+		r.AddAttrs(slog.String("trace_id", sc.TraceID().String()))
 	}
 	return h.Handler.Handle(ctx, r)
 }

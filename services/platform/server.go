@@ -19,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/noop"
 )
 
 // ReadyCheck reports whether one dependency of the service is usable.
@@ -34,8 +36,16 @@ type Service struct {
 	Registry *prometheus.Registry
 	Logger   *slog.Logger
 	Ready    []ReadyCheck
-	// Extra routes served beside the API (e.g. /debug/resilience), keyed by ServeMux pattern.
+	// Extra routes served beside the API (e.g. /debug/resilience), keyed by ServeMux pattern. Like
+	// health, readiness and metrics they are operator routes: no service token is asked for them.
 	Extra map[string]http.Handler
+	// Auth, when enabled, makes every API route require a service token for audience Name; Callers
+	// narrows who may call which paths (see ServiceAuth.RequireServiceToken).
+	Auth    ServiceAuth
+	Callers map[string][]string
+	// Tracing receives the server span of every request; nil traces nothing but still passes a
+	// caller's trace context on to the callees.
+	Tracing trace.TracerProvider
 
 	once    sync.Once
 	handler http.Handler
@@ -54,8 +64,9 @@ func NewRegistry() *prometheus.Registry {
 	return reg
 }
 
-// Handler assembles the full HTTP handler of s: /healthz, /readyz, /metrics and the API, wrapped in panic
-// recovery, request ids, deadline propagation, access logs and RED metrics. It is built once: the
+// Handler assembles the full HTTP handler of s: /healthz, /readyz, /metrics and the API (behind service
+// tokens when Auth is on), wrapped in panic recovery, request ids, deadline propagation, a server span,
+// access logs and RED metrics. It is built once: the
 // metrics it registers may be registered only once.
 func (s *Service) Handler() http.Handler {
 	s.once.Do(func() { s.handler = s.buildHandler() })
@@ -72,9 +83,17 @@ func (s *Service) buildHandler() http.Handler {
 	for pattern, h := range s.Extra {
 		mux.Handle(pattern, h)
 	}
-	mux.Handle("/", s.API)
+	api := s.API
+	if s.Auth.Enabled() {
+		api = s.Auth.RequireServiceToken(s.Name, s.Callers, api)
+	}
+	mux.Handle("/", api)
 	metrics := NewHTTPMetrics(s.Registry, s.Name)
-	return s.recoverPanics(requestContext(s.accessLog(metrics.Middleware(mux))))
+	tp := s.Tracing
+	if tp == nil {
+		tp = noop.NewTracerProvider()
+	}
+	return s.recoverPanics(requestContext(tracing(tp, s.accessLog(metrics.Middleware(mux)))))
 }
 
 func (s *Service) readyz(w http.ResponseWriter, r *http.Request) {
