@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/resilience-lab/lab/resilience"
 	"github.com/resilience-lab/lab/services/platform"
 )
 
@@ -26,14 +27,22 @@ type Config struct {
 	OrdersURL   string // ORDERS_URL, default "http://localhost:8082"
 	PaymentsURL string // PAYMENTS_URL, default "http://localhost:8083"
 
-	// Client options per downstream link (gateway-catalog, gateway-orders, gateway-payments); the
-	// resilience work injects its policies here.
+	// Client options per downstream link (gateway-catalog, gateway-orders, gateway-payments), applied
+	// before the link's resilience policies.
 	CatalogOptions  []platform.ClientOption
 	OrdersOptions   []platform.ClientOption
 	PaymentsOptions []platform.ClientOption
 	// IsCircuitOpen reports whether a downstream error means the policy layer's breaker is open, so the
-	// gateway answers 503 instead of 502. nil: never.
+	// gateway answers 503 instead of 502. nil: the resilience breaker's rejection (breaker.ErrOpen).
 	IsCircuitOpen func(error) bool
+	// Resilience is the policy chain of the links gateway-catalog, gateway-orders and gateway-payments
+	// (GATEWAY_CATALOG_*, GATEWAY_ORDERS_*, GATEWAY_PAYMENTS_*) and the server-side shedding
+	// (GATEWAY_SHED_MAX_IN_FLIGHT); see docs/patterns/README.md. Its Server.RateLimit is not used: the
+	// gateway's rate limit is the RateLimit* fields below, keyed by client (see rateLimitKey).
+	Resilience resilience.ServiceConfig
+	// StaleCatalog: when the catalog fails, product reads are answered from the last ones seen, marked
+	// stale (GATEWAY_STALE_CATALOG, default true; false for the chaos lab's runs without it).
+	StaleCatalog bool
 
 	JWTSecret string        // GATEWAY_JWT_SECRET: HS256 key, ≥ 32 bytes; required unless DevTokens
 	JWTIssuer string        // GATEWAY_JWT_ISSUER, default "resilience-lab"
@@ -50,6 +59,9 @@ type Config struct {
 	DetailsPartTimeout time.Duration
 
 	Now func() time.Time // nil = time.Now; tests inject a clock
+
+	// linkOptions adds resilience options to a link (tests: a fake clock).
+	linkOptions map[string][]resilience.Option
 }
 
 // ConfigFromEnv reads the gateway's configuration; env.Err() lists every bad value.
@@ -69,9 +81,8 @@ func ConfigFromEnv(env *platform.Env) Config {
 		RateLimitBurst:      env.Int("GATEWAY_RATE_LIMIT_BURST", 200),
 		RateLimitMaxClients: env.Int("GATEWAY_RATE_LIMIT_MAX_CLIENTS", 100_000),
 		DetailsPartTimeout:  env.Duration("GATEWAY_DETAILS_PART_TIMEOUT", 2*time.Second),
-	}
-	if cfg.JWTSecret == "" && !cfg.DevTokens {
-		env.Fail("GATEWAY_JWT_SECRET is required unless GATEWAY_DEV_TOKENS=true")
+		StaleCatalog:        env.Bool("GATEWAY_STALE_CATALOG", true),
+		Resilience:          resilience.ServiceConfigFromEnv(env, "gateway", LinkCatalog, LinkOrders, LinkPayments),
 	}
 	if err := cfg.validate(); err != nil {
 		env.Fail("%v", err)
@@ -83,6 +94,9 @@ func ConfigFromEnv(env *platform.Env) Config {
 // directly.
 func (cfg Config) validate() error {
 	var errs []error
+	if cfg.JWTSecret == "" && !cfg.DevTokens {
+		errs = append(errs, errors.New("GATEWAY_JWT_SECRET is required unless GATEWAY_DEV_TOKENS=true"))
+	}
 	for _, u := range []struct{ name, url string }{
 		{"CATALOG_URL", cfg.CatalogURL}, {"ORDERS_URL", cfg.OrdersURL}, {"PAYMENTS_URL", cfg.PaymentsURL},
 	} {

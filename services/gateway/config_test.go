@@ -17,8 +17,37 @@ func TestConfigFromEnvDefaults(t *testing.T) {
 	}
 	if cfg.Addr != ":8080" || cfg.JWTIssuer != "resilience-lab" || !cfg.DevTokens || cfg.JWTSecret != "" ||
 		cfg.RateLimitRPS != 100 || cfg.RateLimitBurst != 200 || cfg.TokenTTL != time.Hour ||
-		cfg.LogLevel != slog.LevelInfo || cfg.CatalogURL != "http://localhost:8081" {
+		cfg.LogLevel != slog.LevelInfo || cfg.CatalogURL != "http://localhost:8081" ||
+		cfg.RateLimitMaxClients != 100_000 || !cfg.StaleCatalog {
 		t.Errorf("defaults %+v", cfg)
+	}
+	if cfg.Resilience.Service != "gateway" || len(cfg.Resilience.Links) != 3 {
+		t.Fatalf("resilience %+v, want the gateway's three links", cfg.Resilience)
+	}
+	for _, link := range []string{LinkCatalog, LinkOrders, LinkPayments} {
+		if l, ok := cfg.Resilience.Links[link]; !ok || l.HedgeDelay != 0 {
+			t.Errorf("link %s: %+v (configured %v), want the defaults with hedging off", link, l, ok)
+		}
+	}
+}
+
+func TestConfigFromEnvReadsPolicies(t *testing.T) {
+	env := platform.EnvFrom(map[string]string{
+		"GATEWAY_CATALOG_HEDGE_DELAY": "20ms", "GATEWAY_ORDERS_BREAKER": "off", "GATEWAY_PAYMENTS_TIMEOUT": "300ms",
+		"GATEWAY_SHED_MAX_IN_FLIGHT": "9", "GATEWAY_STALE_CATALOG": "false",
+		"GATEWAY_RATE_LIMIT_RPS": "5", "GATEWAY_RATE_LIMIT_BURST": "7", "GATEWAY_RATE_LIMIT_MAX_CLIENTS": "11",
+	})
+	cfg := ConfigFromEnv(env)
+	if err := env.Err(); err != nil {
+		t.Fatal(err)
+	}
+	links := cfg.Resilience.Links
+	if links[LinkCatalog].HedgeDelay != 20*time.Millisecond || links[LinkOrders].Breaker.Backend != "off" ||
+		links[LinkPayments].Timeout != 300*time.Millisecond || cfg.Resilience.Server.Shed.MaxInFlight != 9 {
+		t.Errorf("resilience %+v", cfg.Resilience)
+	}
+	if cfg.StaleCatalog || cfg.RateLimitRPS != 5 || cfg.RateLimitBurst != 7 || cfg.RateLimitMaxClients != 11 {
+		t.Errorf("config %+v", cfg)
 	}
 }
 
@@ -37,6 +66,11 @@ func TestConfigFromEnvRejectsBadValues(t *testing.T) {
 		{"bad log level", map[string]string{"LOG_LEVEL": "loud"}, "LOG_LEVEL"},
 		{"token ttl over a day", map[string]string{"GATEWAY_TOKEN_TTL": "48h"}, "GATEWAY_TOKEN_TTL"},
 		{"dev tokens not a bool", map[string]string{"GATEWAY_DEV_TOKENS": "maybe"}, "GATEWAY_DEV_TOKENS"},
+		{"zero max clients", map[string]string{"GATEWAY_RATE_LIMIT_MAX_CLIENTS": "0"}, "GATEWAY_RATE_LIMIT_MAX_CLIENTS"},
+		{"stale catalog not a bool", map[string]string{"GATEWAY_STALE_CATALOG": "maybe"}, "GATEWAY_STALE_CATALOG"},
+		{"unknown breaker", map[string]string{"GATEWAY_CATALOG_BREAKER": "fuse"}, "GATEWAY_CATALOG_"},
+		{"negative hedge delay", map[string]string{"GATEWAY_ORDERS_HEDGE_DELAY": "-1s"}, "GATEWAY_ORDERS_HEDGE_DELAY"},
+		{"negative shed bound", map[string]string{"GATEWAY_SHED_MAX_IN_FLIGHT": "-1"}, "GATEWAY_"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,7 +6,6 @@ import (
 
 	"github.com/go-kit/kit/endpoint"
 
-	"github.com/resilience-lab/lab/services/catalog"
 	"github.com/resilience-lab/lab/services/orders"
 )
 
@@ -48,11 +47,7 @@ type placeOrderResponse struct {
 func NewEndpoints(svc Service, auth *Authenticator, defaultTTL time.Duration) Set {
 	s := Set{
 		ListProducts: func(ctx context.Context, _ any) (any, error) {
-			ps, err := svc.ListProducts(ctx)
-			if err != nil {
-				return nil, err
-			}
-			return catalog.ListProductsResponse{Products: ps}, nil
+			return svc.ListProducts(ctx)
 		},
 		GetProduct: func(ctx context.Context, request any) (any, error) {
 			return svc.GetProduct(ctx, request.(getProductRequest).ID)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/resilience-lab/lab/resilience"
 	"github.com/resilience-lab/lab/services/catalog"
 	"github.com/resilience-lab/lab/services/orders"
 	"github.com/resilience-lab/lab/services/payments"
@@ -23,7 +24,7 @@ import (
 
 const testSecret = "test-secret-test-secret-test-secret-0123"
 
-// fakeClock is a settable clock shared by the authenticator and the rate limiter.
+// fakeClock is the gateway's settable clock (Config.Now: token times).
 type fakeClock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -217,7 +218,12 @@ func testConfig(clock *fakeClock) Config {
 		CatalogURL: "http://127.0.0.1:1", OrdersURL: "http://127.0.0.1:1", PaymentsURL: "http://127.0.0.1:1",
 		JWTSecret: testSecret, JWTIssuer: "resilience-lab", DevTokens: true, TokenTTL: time.Hour,
 		RateLimitRPS: 1000, RateLimitBurst: 1000, RateLimitMaxClients: 1000,
-		DetailsPartTimeout: 5 * time.Second, Now: clock.Now,
+		DetailsPartTimeout: 5 * time.Second, Now: clock.Now, StaleCatalog: true,
+		// The links' policies are built (and shown on /debug/resilience) though the fakes bypass them.
+		Resilience: resilience.ServiceConfig{Links: map[string]resilience.LinkConfig{
+			LinkCatalog: resilience.DefaultLinkConfig(), LinkOrders: resilience.DefaultLinkConfig(),
+			LinkPayments: resilience.DefaultLinkConfig(),
+		}},
 	}
 }
 
@@ -225,6 +231,7 @@ func testConfig(clock *fakeClock) Config {
 type testGateway struct {
 	shop  *fakeShop
 	clock *fakeClock
+	svc   *platform.Service
 	srv   *httptest.Server
 	reg   *prometheus.Registry
 }
@@ -238,13 +245,32 @@ func newTestGateway(t *testing.T, tweak func(*Config)) *testGateway {
 	}
 	shop := newFakeShop(clock)
 	reg := prometheus.NewRegistry()
-	svc, err := assemble(cfg, shop, shop, shop, slog.New(slog.DiscardHandler), reg)
+	policies, err := buildPolicies(cfg, reg)
+	if err != nil {
+		t.Fatalf("policies: %v", err)
+	}
+	t.Cleanup(func() { policies.Close() })
+	svc, err := assemble(cfg, policies, shop, shop, shop, slog.New(slog.DiscardHandler), reg)
 	if err != nil {
 		t.Fatalf("assemble: %v", err)
 	}
 	srv := httptest.NewServer(svc.Handler())
 	t.Cleanup(srv.Close)
-	return &testGateway{shop: shop, clock: clock, srv: srv, reg: reg}
+	return &testGateway{shop: shop, clock: clock, svc: svc, srv: srv, reg: reg}
+}
+
+// mint issues a token for subject without the gateway, so no request spends a rate limit bucket.
+func (g *testGateway) mint(t *testing.T, subject string) string {
+	t.Helper()
+	auth, err := NewAuthenticator([]byte(testSecret), "resilience-lab", g.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := auth.Issue(subject, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok.Token
 }
 
 type answer struct {

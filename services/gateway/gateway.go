@@ -5,47 +5,96 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/resilience-lab/lab/resilience"
+	"github.com/resilience-lab/lab/resilience/ratelimit"
 	catalogclient "github.com/resilience-lab/lab/services/catalog/client"
 	ordersclient "github.com/resilience-lab/lab/services/orders/client"
 	paymentsclient "github.com/resilience-lab/lab/services/payments/client"
 	"github.com/resilience-lab/lab/services/platform"
 )
 
-// Open builds the gateway: typed clients for its three downstreams (with cfg's options), the service, its
-// endpoints and HTTP handler. The gateway holds no state of its own, so the closer has nothing to release.
+// hedgedOps are the reads of each link that may be hedged; hedging stays off unless the link's
+// <LINK>_HEDGE_DELAY is set.
+var hedgedOps = map[string][]string{
+	LinkCatalog:  {"list_products", "get_product"},
+	LinkOrders:   {"get_order", "list_orders"},
+	LinkPayments: {"get_payment"},
+}
+
+// Open builds the gateway: its resilience policies, typed clients for its three downstreams (cfg's
+// options, then the link's policies), the service, its endpoints and HTTP handler. The closer stops the
+// policies' timers.
 func Open(_ context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*platform.Service, io.Closer, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, nil, err
 	}
-	cat, err := catalogclient.New(cfg.CatalogURL, cfg.CatalogOptions...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("catalog client: %w", err)
-	}
-	ord, err := ordersclient.New(cfg.OrdersURL, cfg.OrdersOptions...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("orders client: %w", err)
-	}
-	pay, err := paymentsclient.New(cfg.PaymentsURL, cfg.PaymentsOptions...)
-	if err != nil {
-		return nil, nil, fmt.Errorf("payments client: %w", err)
-	}
-	svc, err := assemble(cfg, cat, ord, pay, logger, reg)
+	policies, err := buildPolicies(cfg, reg)
 	if err != nil {
 		return nil, nil, err
 	}
-	return svc, nopCloser{}, nil
+	fail := func(err error) (*platform.Service, io.Closer, error) {
+		policies.Close()
+		return nil, nil, err
+	}
+	cat, err := catalogclient.New(cfg.CatalogURL, withLink(cfg.CatalogOptions, policies, LinkCatalog)...)
+	if err != nil {
+		return fail(fmt.Errorf("catalog client: %w", err))
+	}
+	ord, err := ordersclient.New(cfg.OrdersURL, withLink(cfg.OrdersOptions, policies, LinkOrders)...)
+	if err != nil {
+		return fail(fmt.Errorf("orders client: %w", err))
+	}
+	pay, err := paymentsclient.New(cfg.PaymentsURL, withLink(cfg.PaymentsOptions, policies, LinkPayments)...)
+	if err != nil {
+		return fail(fmt.Errorf("payments client: %w", err))
+	}
+	svc, err := assemble(cfg, policies, cat, ord, pay, logger, reg)
+	if err != nil {
+		return fail(err)
+	}
+	return svc, platform.CloserFunc(policies.Close), nil
+}
+
+// withLink appends the link's policies to the configured client options without writing into the
+// caller's slice.
+func withLink(opts []platform.ClientOption, policies *resilience.Policies, link string) []platform.ClientOption {
+	return append(slices.Clip(opts), policies.Client(link))
+}
+
+// buildPolicies builds cfg.Resilience for the gateway: the server-side rate limit is the RateLimit*
+// fields keyed by client (the platform default would key by IP only), and each link's reads may be hedged.
+func buildPolicies(cfg Config, reg prometheus.Registerer) (*resilience.Policies, error) {
+	rc := cfg.Resilience
+	rc.Service = "gateway"
+	rc.Server.RateLimit = ratelimit.Config{
+		Rate: cfg.RateLimitRPS, Burst: cfg.RateLimitBurst, MaxClients: cfg.RateLimitMaxClients, Key: rateLimitKey,
+	}
+	linkOpts := map[string][]resilience.Option{}
+	for link, ops := range hedgedOps {
+		linkOpts[link] = append([]resilience.Option{resilience.WithHedgedOps(ops...)}, cfg.linkOptions[link]...)
+	}
+	return rc.Build(reg, linkOpts)
+}
+
+// rateLimitKey names the client a request is rate limited as: the verified token's subject when there is
+// one (identify runs first), else the remote IP. X-Forwarded-For is not trusted: anyone could set it to
+// dodge the limit.
+func rateLimitKey(r *http.Request) string {
+	if s := Subject(r.Context()); s != "" {
+		return "subject:" + s
+	}
+	return "ip:" + ratelimit.RemoteIP(r)
 }
 
 // assemble wires the gateway over any downstreams; Open passes the real clients, unit tests fakes.
-func assemble(cfg Config, cat Catalog, ord Orders, pay Payments, logger *slog.Logger, reg *prometheus.Registry) (*platform.Service, error) {
+func assemble(cfg Config, policies *resilience.Policies, cat Catalog, ord Orders, pay Payments, logger *slog.Logger, reg *prometheus.Registry) (*platform.Service, error) {
 	secret := cfg.JWTSecret
 	if secret == "" {
-		if !cfg.DevTokens {
-			return nil, fmt.Errorf("GATEWAY_JWT_SECRET is required unless GATEWAY_DEV_TOKENS=true")
-		}
 		logger.Warn("GATEWAY_JWT_SECRET is unset: signing tokens with the public dev secret; never do this outside the lab")
 		secret = DevJWTSecret
 	}
@@ -59,13 +108,9 @@ func assemble(cfg Config, cat Catalog, ord Orders, pay Payments, logger *slog.Lo
 		issuer = auth
 	}
 	svc := NewService(cat, ord, pay, cfg, reg, logger)
-	limiter := NewRateLimiter(cfg.RateLimitRPS, cfg.RateLimitBurst, cfg.RateLimitMaxClients, cfg.now())
-	handler := NewHTTPHandler(NewEndpoints(svc, issuer, cfg.TokenTTL), auth, limiter, reg)
+	handler := NewHTTPHandler(NewEndpoints(svc, issuer, cfg.TokenTTL), auth, policies.Middleware, reg)
 	// Readiness deliberately ignores the downstreams: an outage there must degrade answers, not pull every
 	// gateway out of the load balancer.
-	return &platform.Service{Name: "gateway", API: handler, Registry: reg, Logger: logger}, nil
+	return &platform.Service{Name: "gateway", API: handler, Registry: reg, Logger: logger,
+		Extra: map[string]http.Handler{resilience.DebugRoute: policies.DebugHandler()}}, nil
 }
-
-type nopCloser struct{}
-
-func (nopCloser) Close() error { return nil }

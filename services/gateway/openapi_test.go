@@ -29,6 +29,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/resilience-lab/lab/resilience/breaker"
 	"github.com/resilience-lab/lab/services/platform"
 )
 
@@ -858,11 +859,8 @@ func probeModes() []probeMode {
 			want:    ifDownstream(http.StatusBadGateway, CodeUpstreamUnavailable),
 		},
 		{
-			name: "circuits open",
-			tweak: func(c *Config) {
-				c.IsCircuitOpen = func(err error) bool { return errors.Is(err, errBreakerOpen) }
-			},
-			prepare: failDownstreams(errBreakerOpen),
+			name:    "circuits open",
+			prepare: failDownstreams(breaker.ErrOpen),
 			want:    ifDownstream(http.StatusServiceUnavailable, CodeCircuitOpen),
 		},
 		{
@@ -1067,11 +1065,9 @@ func checkAnswer(t *testing.T, doc *openAPIDoc, o docOperation, a answer) (code 
 func TestOpenAPIDegradedDetails(t *testing.T) {
 	doc := loadOpenAPI(t)
 	o := doc.operation(t, "GET", "/api/orders/{id}/details")
-	g := newTestGateway(t, func(c *Config) {
-		c.IsCircuitOpen = func(err error) bool { return errors.Is(err, errBreakerOpen) }
-	})
+	g := newTestGateway(t, nil)
 	g.shop.set(func(f *fakeShop) {
-		f.productErr["p-2"] = errBreakerOpen
+		f.productErr["p-2"] = breaker.ErrOpen
 		f.paymentErr = errors.New("connection reset")
 	})
 	a := g.send(t, o.method, doc.probeRequest(t, o, g.token(t, "alice")))

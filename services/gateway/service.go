@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"log/slog"
 	"net/http"
 	"sync"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/resilience-lab/lab/resilience/breaker"
 	"github.com/resilience-lab/lab/services/catalog"
 	"github.com/resilience-lab/lab/services/orders"
 	"github.com/resilience-lab/lab/services/payments"
@@ -39,8 +41,8 @@ type Payments interface {
 // enforces that customers see only their own orders and payments, and aggregates order details. Errors
 // are *platform.Error already mapped for the gateway's caller (see MapDownstreamError).
 type Service interface {
-	ListProducts(ctx context.Context) ([]catalog.Product, error)
-	GetProduct(ctx context.Context, id string) (catalog.Product, error)
+	ListProducts(ctx context.Context) (ProductList, error)
+	GetProduct(ctx context.Context, id string) (Product, error)
 	// PlaceOrder places req for req.CustomerID; req.IdempotencyKey is the caller's key. created is false
 	// when the key was used before and the answer is that earlier order.
 	PlaceOrder(ctx context.Context, req orders.PlaceOrderRequest) (o orders.Order, created bool, err error)
@@ -49,6 +51,22 @@ type Service interface {
 	OrderDetails(ctx context.Context, customerID, orderID string) (OrderDetails, error)
 	GetPayment(ctx context.Context, customerID, paymentID string) (payments.Payment, error)
 }
+
+// ProductList is the answer of GET /api/products. Stale: the catalog failed and Products is the last
+// list the gateway saw (Config.StaleCatalog).
+type ProductList struct {
+	Products []catalog.Product `json:"products"`
+	Stale    bool              `json:"stale,omitempty"`
+}
+
+// Product is the answer of GET /api/products/{id}: the catalog's product, with Stale as in ProductList.
+type Product struct {
+	catalog.Product
+	Stale bool `json:"stale,omitempty"`
+}
+
+func (l ProductList) isStale() bool { return l.Stale }
+func (p Product) isStale() bool     { return p.Stale }
 
 // OrderDetails is the aggregate of GET /api/orders/{id}/details. When a part could not be fetched it is
 // left out, Degraded is true and Problems says which part and why.
@@ -84,7 +102,9 @@ type service struct {
 	payments      Payments
 	isCircuitOpen func(error) bool
 	partTimeout   time.Duration
+	stale         *catalogCache // nil: Config.StaleCatalog is off
 	degraded      *prometheus.CounterVec
+	staleAnswers  *prometheus.CounterVec
 	now           func() time.Time
 	logger        *slog.Logger
 }
@@ -95,9 +115,21 @@ func NewService(c Catalog, o Orders, p Payments, cfg Config, reg prometheus.Regi
 		Name: "gateway_details_degraded_parts_total",
 		Help: "Parts (product, payment) left out of an order details aggregate because a downstream failed.",
 	}, []string{"part"})
-	reg.MustRegister(degraded)
-	return &service{catalog: c, orders: o, payments: p, isCircuitOpen: cfg.IsCircuitOpen,
-		partTimeout: cfg.DetailsPartTimeout, degraded: degraded, now: cfg.now(), logger: logger}
+	staleAnswers := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "gateway_stale_answers_total",
+		Help: "Product reads answered from the gateway's copy of the catalog because the catalog failed, by operation.",
+	}, []string{"op"})
+	reg.MustRegister(degraded, staleAnswers)
+	isCircuitOpen := cfg.IsCircuitOpen
+	if isCircuitOpen == nil {
+		isCircuitOpen = func(err error) bool { return errors.Is(err, breaker.ErrOpen) }
+	}
+	s := &service{catalog: c, orders: o, payments: p, isCircuitOpen: isCircuitOpen,
+		partTimeout: cfg.DetailsPartTimeout, degraded: degraded, staleAnswers: staleAnswers, now: cfg.now(), logger: logger}
+	if cfg.StaleCatalog {
+		s.stale = newCatalogCache()
+	}
+	return s
 }
 
 // downstreamFailed logs a downstream failure in full (the caller gets only the mapped error).
@@ -110,23 +142,55 @@ func (s *service) downstreamFailed(ctx context.Context, link, op string, err err
 	return mapped
 }
 
-func (s *service) ListProducts(ctx context.Context) ([]catalog.Product, error) {
+func (s *service) ListProducts(ctx context.Context) (ProductList, error) {
 	ps, err := s.catalog.ListProducts(ctx)
 	if err != nil {
-		return nil, s.downstreamFailed(ctx, LinkCatalog, "list_products", err)
+		if s.stale != nil && servesStale(ctx, err) {
+			if cached, ok := s.stale.lastList(); ok {
+				s.answeredStale(ctx, "list_products", err)
+				return ProductList{Products: cached, Stale: true}, nil
+			}
+		}
+		return ProductList{}, s.downstreamFailed(ctx, LinkCatalog, "list_products", err)
 	}
 	if ps == nil {
 		ps = []catalog.Product{}
 	}
-	return ps, nil
+	if s.stale != nil {
+		s.stale.putList(ps)
+	}
+	return ProductList{Products: ps}, nil
 }
 
-func (s *service) GetProduct(ctx context.Context, id string) (catalog.Product, error) {
-	p, err := s.catalog.GetProduct(ctx, id)
+func (s *service) GetProduct(ctx context.Context, id string) (Product, error) {
+	p, err := s.getProduct(ctx, id)
 	if err != nil {
-		return catalog.Product{}, s.downstreamFailed(ctx, LinkCatalog, "get_product", err)
+		if s.stale != nil && servesStale(ctx, err) {
+			if cached, ok := s.stale.product(id); ok {
+				s.answeredStale(ctx, "get_product", err)
+				return Product{Product: cached, Stale: true}, nil
+			}
+		}
+		return Product{}, s.downstreamFailed(ctx, LinkCatalog, "get_product", err)
 	}
-	return p, nil
+	return Product{Product: p}, nil
+}
+
+// getProduct asks the catalog for product id and keeps what it answers for stale answers.
+func (s *service) getProduct(ctx context.Context, id string) (catalog.Product, error) {
+	p, err := s.catalog.GetProduct(ctx, id)
+	if err == nil && s.stale != nil {
+		s.stale.putProduct(p)
+	}
+	return p, err
+}
+
+// answeredStale counts and logs a product read answered from the cache; the failure itself is logged
+// here, as the caller never sees it.
+func (s *service) answeredStale(ctx context.Context, op string, err error) {
+	s.staleAnswers.WithLabelValues(op).Inc()
+	s.logger.WarnContext(ctx, "catalog failed; answering from the stale copy", "downstream", LinkCatalog, "op", op,
+		"err", err.Error())
 }
 
 func (s *service) PlaceOrder(ctx context.Context, req orders.PlaceOrderRequest) (orders.Order, bool, error) {
@@ -232,7 +296,7 @@ func (s *service) OrderDetails(ctx context.Context, customerID, orderID string) 
 			defer func() { <-sem }()
 			pctx, cancel := context.WithTimeout(ctx, s.partTimeout)
 			defer cancel()
-			p, err := s.catalog.GetProduct(pctx, id)
+			p, err := s.getProduct(pctx, id)
 			if err != nil {
 				productErrs[i] = err
 				return

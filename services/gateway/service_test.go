@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/resilience-lab/lab/resilience/breaker"
+	"github.com/resilience-lab/lab/resilience/policy"
 	"github.com/resilience-lab/lab/services/orders"
 	"github.com/resilience-lab/lab/services/platform"
 )
@@ -68,9 +70,8 @@ func TestMapDownstreamError(t *testing.T) {
 }
 
 func TestGatewayDownstreamFailures(t *testing.T) {
-	g := newTestGateway(t, func(c *Config) {
-		c.IsCircuitOpen = func(err error) bool { return errors.Is(err, errBreakerOpen) }
-	})
+	g := newTestGateway(t, nil) // Config.IsCircuitOpen nil: the resilience breaker's rejection is 503
+
 	alice := g.token(t, "alice")
 	cases := []struct {
 		name   string
@@ -81,7 +82,8 @@ func TestGatewayDownstreamFailures(t *testing.T) {
 		{"orders 500", platform.Errorf(500, "internal", "boom"), 502, CodeUpstreamUnavailable},
 		{"orders unreachable", &url.Error{Op: "Get", URL: "http://x", Err: errors.New("dial tcp: refused")}, 502, CodeUpstreamUnavailable},
 		{"orders deadline", context.DeadlineExceeded, 504, CodeDeadlineExceeded},
-		{"breaker open", errBreakerOpen, 503, CodeCircuitOpen},
+		{"breaker open", fmt.Errorf("orders: %w", breaker.ErrOpen), 503, CodeCircuitOpen},
+		{"bulkhead full is not an open circuit", &policy.Rejection{Policy: "bulkhead", Reason: "full"}, 502, CodeUpstreamUnavailable},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

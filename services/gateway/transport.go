@@ -22,18 +22,13 @@ const (
 )
 
 // NewHTTPHandler serves the gateway's /api routes. Every request first has its bearer token (if any)
-// verified, then passes the per-client rate limiter; every route but POST /api/token needs a valid token.
-func NewHTTPHandler(set Set, auth *Authenticator, limiter *RateLimiter, reg prometheus.Registerer) http.Handler {
+// verified, then passes serverPolicies (the per-client rate limit, keyed by the subject identify found,
+// and load shedding); every route but POST /api/token needs a valid token.
+func NewHTTPHandler(set Set, auth *Authenticator, serverPolicies func(http.Handler) http.Handler, reg prometheus.Registerer) http.Handler {
 	authFailures := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "gateway_auth_failures_total", Help: "Requests answered 401, by error code.",
 	}, []string{"code"})
-	rateLimited := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "gateway_rate_limited_requests_total", Help: "Requests answered 429, by client key kind (subject or ip).",
-	}, []string{"key"})
-	clients := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-		Name: "gateway_rate_limit_clients", Help: "Per-client rate limiters currently held.",
-	}, func() float64 { return float64(limiter.Clients()) })
-	reg.MustRegister(authFailures, rateLimited, clients)
+	reg.MustRegister(authFailures)
 
 	opts := []httptransport.ServerOption{httptransport.ServerErrorEncoder(platform.EncodeError)}
 	server := func(e endpoint.Endpoint, dec httptransport.DecodeRequestFunc, status int) http.Handler {
@@ -60,12 +55,19 @@ func NewHTTPHandler(set Set, auth *Authenticator, limiter *RateLimiter, reg prom
 	mux.Handle("GET /api/payments/{id}", authed(server(set.GetPayment, decodeGetPayment, http.StatusOK)))
 
 	api := platform.JSONMux(mux)
-	return auth.identify(limiter.middleware(func(kind string) { rateLimited.WithLabelValues(kind).Inc() }, api))
+	return auth.identify(serverPolicies(api))
 }
+
+// StaleWarning is the Warning header (RFC 7234 §5.5.1, code 110) on a product answer served from the
+// gateway's copy of the catalog while the catalog is failing; the body says "stale": true as well.
+const StaleWarning = `110 - "Response is Stale"`
 
 func encodeJSON(status int) httptransport.EncodeResponseFunc {
 	return func(_ context.Context, w http.ResponseWriter, response any) error {
 		code := status
+		if s, ok := response.(interface{ isStale() bool }); ok && s.isStale() {
+			w.Header().Set("Warning", StaleWarning)
+		}
 		if r, ok := response.(placeOrderResponse); ok {
 			response = r.Order
 			if !r.Created { // a repeated Idempotency-Key: the same order again
