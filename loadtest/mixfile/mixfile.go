@@ -36,14 +36,17 @@ type File struct {
 	Requests []Request `json:"requests"`
 }
 
-// TokenSpec is where a dev token comes from: POST Path {"subject": Subject} answering {"token": "…"}.
+// TokenSpec is where a dev token comes from: POST Path {"subject": Subject, "ttl_seconds": TTLSeconds}
+// answering {"token": "…"}. TTLSeconds 0 leaves the lifetime to the server.
 type TokenSpec struct {
-	Path    string `json:"path"`
-	Subject string `json:"subject"`
+	Path       string `json:"path"`
+	Subject    string `json:"subject"`
+	TTLSeconds int64  `json:"ttl_seconds,omitempty"`
 }
 
-// DefaultToken is the shop gateway's dev token endpoint (docs/architecture.md).
-var DefaultToken = TokenSpec{Path: "/api/token", Subject: "loadgen"}
+// DefaultToken is the shop gateway's dev token endpoint (docs/architecture.md), asking for two hours so
+// the token outlives the longest run loadgen allows (one hour) whatever the gateway's default.
+var DefaultToken = TokenSpec{Path: "/api/token", Subject: "loadgen", TTLSeconds: 7200}
 
 // Request is one kind of request.
 type Request struct {
@@ -118,8 +121,8 @@ func (f *File) compile() (*compiledFile, error) {
 	if len(f.Requests) == 0 {
 		fail("mix file has no requests")
 	}
-	if f.Token != nil && (!strings.HasPrefix(f.Token.Path, "/") || f.Token.Subject == "") {
-		fail("token: want a path starting with / and a subject")
+	if f.Token != nil && (!strings.HasPrefix(f.Token.Path, "/") || f.Token.Subject == "" || f.Token.TTLSeconds < 0) {
+		fail("token: want a path starting with /, a subject and a ttl_seconds ≥ 0")
 	}
 	filled := map[string]bool{}
 	for name, vals := range f.Vars {
@@ -385,7 +388,10 @@ func (b *builder) runSetup(ctx context.Context, client *http.Client, c compiled,
 }
 
 func fetchToken(ctx context.Context, client *http.Client, base string, spec TokenSpec) (string, error) {
-	payload, _ := json.Marshal(map[string]string{"subject": spec.Subject})
+	payload, _ := json.Marshal(struct {
+		Subject    string `json:"subject"`
+		TTLSeconds int64  `json:"ttl_seconds,omitempty"`
+	}{spec.Subject, spec.TTLSeconds})
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, base+spec.Path, bytes.NewReader(payload))
 	if err != nil {
 		return "", err

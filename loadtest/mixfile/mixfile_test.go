@@ -120,8 +120,13 @@ func (g *fakeGateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer g.mu.Unlock()
 	if r.URL.Path == "/api/token" {
 		g.tokenCalls++
-		var req struct{ Subject string }
-		if json.NewDecoder(r.Body).Decode(&req) != nil || req.Subject != "loadgen" {
+		var req struct {
+			Subject    string `json:"subject"`
+			TTLSeconds int64  `json:"ttl_seconds"`
+		}
+		dec := json.NewDecoder(r.Body)
+		dec.DisallowUnknownFields() // as strict as the gateway
+		if dec.Decode(&req) != nil || req.Subject != "loadgen" || req.TTLSeconds != 7200 {
 			http.Error(w, `{"error":{"code":"invalid_argument"}}`, http.StatusBadRequest)
 			return
 		}
