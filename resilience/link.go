@@ -8,6 +8,9 @@ import (
 	"github.com/go-kit/kit/endpoint"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/resilience-lab/lab/resilience/adaptive"
 	"github.com/resilience-lab/lab/resilience/breaker"
@@ -157,7 +160,7 @@ func (l *Link) Policies() platform.PolicyFunc {
 			if idempotent {
 				e = l.retry.Middleware(e)
 			}
-			e = l.observe(e)
+			e = l.observe(op, e)
 			if f, ok := l.o.fallbacks[op]; ok {
 				e = fallback.New(f, l.po).Middleware(e)
 			}
@@ -166,18 +169,38 @@ func (l *Link) Policies() platform.PolicyFunc {
 	}
 }
 
-// observe counts each call by outcome and turns away a call whose caller already gave up.
-func (l *Link) observe(next endpoint.Endpoint) endpoint.Endpoint {
+// observe counts each call by outcome and turns away a call whose caller already gave up. Inside a
+// recorded trace it wraps the call in a span named "<link> <op>", on which the policies inside record
+// their decisions (retry attempts, rejections, waits, timeouts) and under which each attempt's HTTP
+// client span hangs; outside one it costs a context lookup.
+func (l *Link) observe(op string, next endpoint.Endpoint) endpoint.Endpoint {
+	name := l.name + " " + op
 	return func(ctx context.Context, request any) (any, error) {
 		if err := ctx.Err(); err != nil {
 			l.calls[policy.Cancelled].Inc()
 			return nil, err
 		}
+		var span trace.Span
+		if parent := trace.SpanFromContext(ctx); parent.IsRecording() {
+			ctx, span = parent.TracerProvider().Tracer(tracerName).Start(ctx, name, trace.WithAttributes(
+				attribute.String("resilience.link", l.name), attribute.String("resilience.operation", op)))
+		}
 		resp, err := next(ctx, request)
-		l.calls[policy.Classify(ctx, err)].Inc()
+		outcome := policy.Classify(ctx, err)
+		l.calls[outcome].Inc()
+		if span != nil {
+			span.SetAttributes(attribute.String("resilience.outcome", outcome.String()))
+			if outcome == policy.Failure || outcome == policy.Rejected {
+				span.SetStatus(codes.Error, err.Error())
+			}
+			span.End()
+		}
 		return resp, err
 	}
 }
+
+// tracerName is the instrumentation scope of the link spans.
+const tracerName = "github.com/resilience-lab/lab/resilience"
 
 // LinkSnapshot is a link's settings and live state, as /debug/resilience serves it.
 type LinkSnapshot struct {

@@ -113,10 +113,10 @@ func (l *Limiter) release(took time.Duration, o policy.Outcome) {
 	}
 }
 
-func (l *Limiter) reject() {
+func (l *Limiter) reject(ctx context.Context) {
 	l.rejected.Inc()
-	if l.opts.Hook != nil {
-		l.opts.Emit(policy.Event{Policy: "adaptive", Kind: policy.EventRejection, Err: ErrLimited.Error()})
+	if l.opts.Observed(ctx) {
+		l.opts.EmitContext(ctx, policy.Event{Policy: "adaptive", Kind: policy.EventRejection, Err: ErrLimited.Error()})
 	}
 }
 
@@ -124,7 +124,7 @@ func (l *Limiter) reject() {
 func (l *Limiter) Middleware(next endpoint.Endpoint) endpoint.Endpoint {
 	return func(ctx context.Context, request any) (any, error) {
 		if !l.acquire() {
-			l.reject()
+			l.reject(ctx)
 			return nil, ErrLimited
 		}
 		start := l.clock.Now()
@@ -139,7 +139,7 @@ func (l *Limiter) Middleware(next endpoint.Endpoint) endpoint.Endpoint {
 func (l *Limiter) Handler(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !l.acquire() {
-			l.reject()
+			l.reject(r.Context())
 			w.Header().Set("Retry-After", "1")
 			platform.WriteError(w, platform.Errorf(http.StatusServiceUnavailable, "overloaded", "the server is at its concurrency limit; retry later"))
 			return

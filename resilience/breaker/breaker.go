@@ -147,7 +147,7 @@ func New(cfg Config, o policy.Options) (*Breaker, error) {
 func (b *Breaker) Middleware(next endpoint.Endpoint) endpoint.Endpoint {
 	return func(ctx context.Context, request any) (any, error) {
 		if b.gateClosed() {
-			return nil, b.reject()
+			return nil, b.reject(ctx)
 		}
 		var (
 			resp any
@@ -164,7 +164,7 @@ func (b *Breaker) Middleware(next endpoint.Endpoint) endpoint.Endpoint {
 			admitted = b.hx.execute(run)
 		}
 		if !admitted {
-			return nil, b.reject()
+			return nil, b.reject(ctx)
 		}
 		return resp, err
 	}
@@ -178,10 +178,10 @@ func (b *Breaker) gateClosed() bool {
 
 func (b *Breaker) sleepWindowOver() bool { return !b.gateClosed() }
 
-func (b *Breaker) reject() error {
+func (b *Breaker) reject(ctx context.Context) error {
 	b.rejected.Inc()
-	if b.opts.Hook != nil {
-		b.opts.Emit(policy.Event{Policy: "breaker", Kind: policy.EventRejection, Err: ErrOpen.Error()})
+	if b.opts.Observed(ctx) {
+		b.opts.EmitContext(ctx, policy.Event{Policy: "breaker", Kind: policy.EventRejection, Err: ErrOpen.Error()})
 	}
 	return ErrOpen
 }

@@ -84,24 +84,26 @@ func (b *Bulkhead) acquire(ctx context.Context) error {
 	default:
 	}
 	if b.cfg.MaxWait <= 0 {
-		return b.reject()
+		return b.reject(ctx)
 	}
+	start := b.clock.Now()
 	timer := b.clock.NewTimer(b.cfg.MaxWait)
 	defer timer.Stop()
 	select {
 	case b.slots <- struct{}{}:
+		b.opts.Record(ctx, policy.Event{Policy: "bulkhead", Kind: policy.EventWait, Delay: b.clock.Now().Sub(start)})
 		return nil
 	case <-timer.C():
-		return b.reject()
+		return b.reject(ctx)
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 }
 
-func (b *Bulkhead) reject() error {
+func (b *Bulkhead) reject(ctx context.Context) error {
 	b.rejected.Inc()
-	if b.opts.Hook != nil {
-		b.opts.Emit(policy.Event{Policy: "bulkhead", Kind: policy.EventRejection, Err: ErrFull.Error()})
+	if b.opts.Observed(ctx) {
+		b.opts.EmitContext(ctx, policy.Event{Policy: "bulkhead", Kind: policy.EventRejection, Err: ErrFull.Error()})
 	}
 	return ErrFull
 }

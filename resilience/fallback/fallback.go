@@ -45,7 +45,7 @@ func (f *Fallback) Middleware(next endpoint.Endpoint) endpoint.Endpoint {
 		switch policy.Classify(ctx, err) {
 		case policy.Failure, policy.Rejected:
 			f.fallbacks.Inc()
-			f.opts.Emit(policy.Event{Policy: "fallback", Kind: policy.EventFallback, Err: err.Error()})
+			f.opts.EmitContext(ctx, policy.Event{Policy: "fallback", Kind: policy.EventFallback, Err: err.Error()})
 			return f.f(ctx, request, err)
 		}
 		return resp, err

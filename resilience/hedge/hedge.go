@@ -82,7 +82,7 @@ func (h *Hedge) Middleware(next endpoint.Endpoint) endpoint.Endpoint {
 				hedged = true
 				outstanding++
 				h.hedges.Inc()
-				h.opts.Emit(policy.Event{Policy: "hedge", Kind: policy.EventHedge, Attempt: 2, Delay: h.delay})
+				h.opts.EmitContext(ctx, policy.Event{Policy: "hedge", Kind: policy.EventHedge, Attempt: 2, Delay: h.delay})
 				defer run(true)()
 			case a := <-results:
 				outstanding--

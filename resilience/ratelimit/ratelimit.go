@@ -143,8 +143,8 @@ func (l *Limiter) Handler(next http.Handler) http.Handler {
 			return
 		}
 		l.limited.Inc()
-		if l.opts.Hook != nil {
-			l.opts.Emit(policy.Event{Policy: "ratelimit", Kind: policy.EventRejection, Delay: wait})
+		if l.opts.Observed(r.Context()) {
+			l.opts.EmitContext(r.Context(), policy.Event{Policy: "ratelimit", Kind: policy.EventRejection, Delay: wait})
 		}
 		secs := int(math.Ceil(wait.Seconds()))
 		w.Header().Set("Retry-After", strconv.Itoa(max(secs, 1)))

@@ -129,11 +129,11 @@ func (r *Retry) Middleware(next endpoint.Endpoint) endpoint.Endpoint {
 			}
 			if !r.budget.Withdraw() {
 				r.exhausted.Inc()
-				r.opts.Emit(policy.Event{Policy: "retry", Kind: policy.EventBudget, Attempt: attempt, Err: err.Error()})
+				r.opts.EmitContext(ctx, policy.Event{Policy: "retry", Kind: policy.EventBudget, Attempt: attempt, Err: err.Error()})
 				return nil, &budgetError{last: err}
 			}
 			r.attempts.Inc()
-			r.opts.Emit(policy.Event{Policy: "retry", Kind: policy.EventRetry, Attempt: attempt, Delay: delay, Err: err.Error()})
+			r.opts.EmitContext(ctx, policy.Event{Policy: "retry", Kind: policy.EventRetry, Attempt: attempt, Delay: delay, Err: err.Error()})
 			if werr := r.wait(ctx, delay); werr != nil {
 				return nil, werr
 			}

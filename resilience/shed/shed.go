@@ -62,8 +62,8 @@ func (s *Shedder) Handler(next http.Handler) http.Handler {
 		if s.inFlight.Add(1) > int64(s.cfg.MaxInFlight) {
 			s.inFlight.Add(-1)
 			s.shed.Inc()
-			if s.opts.Hook != nil {
-				s.opts.Emit(policy.Event{Policy: "shed", Kind: policy.EventRejection})
+			if s.opts.Observed(r.Context()) {
+				s.opts.EmitContext(r.Context(), policy.Event{Policy: "shed", Kind: policy.EventRejection})
 			}
 			w.Header().Set("Retry-After", retryAfter)
 			platform.WriteError(w, platform.Errorf(http.StatusServiceUnavailable, "overloaded",

@@ -70,7 +70,7 @@ func (t *Timeout) Middleware(next endpoint.Endpoint) endpoint.Endpoint {
 		resp, err := next(dctx, request)
 		if dctx.finish(err != nil) && !platform.IsBusiness(err) {
 			t.timeouts.Inc()
-			t.opts.Emit(policy.Event{Policy: "timeout", Kind: policy.EventTimeout, Err: err.Error()})
+			t.opts.EmitContext(ctx, policy.Event{Policy: "timeout", Kind: policy.EventTimeout, Err: err.Error()})
 			if !errors.Is(err, ErrTimeout) {
 				err = fmt.Errorf("%w after %s: %w", ErrTimeout, t.d, err)
 			}
