@@ -519,7 +519,7 @@ func registeredRoutes(t *testing.T) []codeRoute {
 			}
 			lit, ok := call.Args[0].(*ast.BasicLit)
 			if !ok || lit.Kind != gotoken.STRING {
-				return true // e.g. Service.Extra, which the gateway does not set
+				return true // e.g. a key of Service.Extra, added below
 			}
 			pattern, err := strconv.Unquote(lit.Value)
 			if err != nil {
@@ -548,6 +548,19 @@ func registeredRoutes(t *testing.T) []codeRoute {
 	}
 	if len(seen) == 0 {
 		t.Fatal("found no routes in the code")
+	}
+	// The routes the gateway adds beside its API (/debug/resilience) are map keys, not literals: read
+	// them off the assembled gateway. Like /metrics, they need no token.
+	extra := newTestGateway(t, nil).svc.Extra
+	if len(extra) == 0 {
+		t.Fatal("the gateway serves no route beside its API; /debug/resilience is expected")
+	}
+	for pattern := range extra {
+		method, path, ok := strings.Cut(pattern, " ")
+		if !ok {
+			t.Errorf("extra route %q has no method", pattern)
+		}
+		seen[pattern] = codeRoute{method: method, path: path}
 	}
 	return slices.Collect(maps.Values(seen))
 }
@@ -779,7 +792,11 @@ type probeMode struct {
 	prepare func(t *testing.T, g *testGateway, token string)
 	edit    func(r *probeRequest)
 	want    func(o docOperation) (status int, code string)
+	check   func(t *testing.T, o docOperation, a answer) // nil: nothing beyond the document
 }
+
+// servesProducts: the operation answers from the catalog, so it may answer stale.
+func servesProducts(o docOperation) bool { return strings.HasPrefix(o.path, "/api/products") }
 
 func always2xx(docOperation) (int, string) { return 0, "" }
 
@@ -807,7 +824,15 @@ func hasBody(o docOperation) bool { return o.RequestBody != nil }
 
 func probeModes() []probeMode {
 	return []probeMode{
-		{name: "valid", want: always2xx},
+		{
+			name: "valid",
+			want: always2xx,
+			check: func(t *testing.T, _ docOperation, a answer) {
+				if w := a.header.Get("Warning"); w != "" || bytes.Contains(a.body, []byte(`"stale"`)) {
+					t.Errorf("a fresh answer is marked stale (Warning %q): %s", w, a.body)
+				}
+			},
+		},
 		{
 			name: "no token",
 			edit: func(r *probeRequest) { r.header.Del("Authorization") },
@@ -862,6 +887,28 @@ func probeModes() []probeMode {
 			name:    "circuits open",
 			prepare: failDownstreams(breaker.ErrOpen),
 			want:    ifDownstream(http.StatusServiceUnavailable, CodeCircuitOpen),
+		},
+		{
+			name: "downstreams fail after the products were read",
+			prepare: func(t *testing.T, g *testGateway, token string) {
+				for _, path := range []string{"/api/products", "/api/products/" + probePathValues["/api/products/{id}"]} {
+					if a := g.do(t, "GET", path, nil, bearer(token)...); a.status != http.StatusOK {
+						t.Fatalf("reading %s: %d %s", path, a.status, a.body)
+					}
+				}
+				failDownstreams(errors.New("dial tcp 127.0.0.1:1: connection refused"))(t, g, token)
+			},
+			want: func(o docOperation) (int, string) {
+				if servesProducts(o) {
+					return 0, ""
+				}
+				return ifDownstream(http.StatusBadGateway, CodeUpstreamUnavailable)(o)
+			},
+			check: func(t *testing.T, o docOperation, a answer) {
+				if servesProducts(o) && (a.header.Get("Warning") != StaleWarning || !bytes.Contains(a.body, []byte(`"stale":true`))) {
+					t.Errorf("want a stale answer with the Warning header, got %q: %s", a.header.Get("Warning"), a.body)
+				}
+			},
 		},
 		{
 			name: "downstreams hang past the caller's deadline",
@@ -975,6 +1022,9 @@ func TestOpenAPIOperationsAnswerAsDocumented(t *testing.T) {
 					code := checkAnswer(t, doc, o, a)
 					if wantCode != "" && code != wantCode {
 						t.Errorf("code %q, want %q", code, wantCode)
+					}
+					if mode.check != nil {
+						mode.check(t, o, a)
 					}
 				})
 			}
