@@ -13,6 +13,9 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/resilience-lab/lab/services/platform"
 )
@@ -46,6 +49,10 @@ type ConsumerOptions struct {
 	Registry prometheus.Registerer
 	// Batch bounds the messages fetched at once (default 64).
 	Batch int
+	// Tracing, when set, records a consumer span per message, a child of the span that caused the event
+	// (its traceparent header); nil records none, though the handler's context still carries that
+	// trace context.
+	Tracing trace.TracerProvider
 	// Applied, when set, is called after an event's transaction committed (not for a duplicate), for
 	// effects that must follow the commit, such as counting.
 	Applied func(ev Event, p Payload)
@@ -77,6 +84,9 @@ type Consumer struct {
 	once sync.Once
 	err  error // why the loop stopped early (afterCommit), read after done
 }
+
+// tracerName is the instrumentation scope of the consumer spans.
+const tracerName = "github.com/resilience-lab/lab/events"
 
 // Outcomes of events_handled_total.
 const (
@@ -294,8 +304,19 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) error {
 		c.deadLetter(ctx, msg, deliveries, err)
 		return nil
 	}
-	hctx := platform.WithRequestID(ctx, ev.CorrelationID)
+	hctx := platform.WithTraceParent(platform.WithRequestID(ctx, ev.CorrelationID), msg.Headers().Get(HeaderTraceParent))
+	span := trace.SpanFromContext(hctx)
+	if c.o.Tracing != nil {
+		hctx, span = c.o.Tracing.Tracer(tracerName).Start(hctx, c.o.Name+" process "+ev.Type,
+			trace.WithSpanKind(trace.SpanKindConsumer), trace.WithAttributes(
+				attribute.String("messaging.system", "nats"), attribute.String("messaging.destination.name", msg.Subject()),
+				attribute.String("messaging.message.id", ev.ID), attribute.Int64("messaging.delivery_count", int64(deliveries))))
+		defer span.End()
+	}
 	applied, err := c.apply(hctx, ev, p)
+	if err != nil && ctx.Err() == nil {
+		span.SetStatus(codes.Error, err.Error())
+	}
 	switch {
 	case err == nil:
 		outcome := outcomeApplied

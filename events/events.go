@@ -28,8 +28,12 @@ type Event struct {
 	Source string `json:"source"`
 	// CorrelationID is the request id of the request that caused the change, so an event's logs join
 	// the request's.
-	CorrelationID string          `json:"correlation_id,omitempty"`
-	Data          json.RawMessage `json:"data"`
+	CorrelationID string `json:"correlation_id,omitempty"`
+	// TraceParent is the W3C traceparent of the request that caused the change (as the CloudEvents
+	// distributed-tracing extension has it), so the outbox row keeps it until the relay sends it on as
+	// the message's traceparent header, where consumers read it.
+	TraceParent string          `json:"traceparent,omitempty"`
+	Data        json.RawMessage `json:"data"`
 }
 
 // Payload is the typed body of an event. Every payload type is declared in this file.

@@ -41,12 +41,14 @@ type Execer interface {
 }
 
 // Record writes the event of p, happened at `at`, into the outbox through tx, the transaction of the
-// state change it announces. The correlation id is the request id in ctx. It returns the event written.
+// state change it announces. The correlation id is the request id in ctx, the trace parent the span of
+// ctx. It returns the event written.
 func Record(ctx context.Context, tx Execer, p Payload, at time.Time) (Event, error) {
 	ev, err := New(p, at, platform.RequestID(ctx))
 	if err != nil {
 		return Event{}, err
 	}
+	ev.TraceParent = platform.TraceParent(ctx)
 	return ev, Append(ctx, tx, ev)
 }
 

@@ -3,6 +3,7 @@ package events
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"math"
@@ -245,6 +246,9 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 	var firstErr error
 	for i, row := range rows {
 		msg := &nats.Msg{Subject: row.subject, Data: row.payload, Header: nats.Header{}}
+		if tp := traceParentOf(row.payload); tp != "" {
+			msg.Header.Set(HeaderTraceParent, tp)
+		}
 		f, err := r.js.PublishMsgAsync(msg, jetstream.WithMsgID(row.eventID), jetstream.WithRetryAttempts(0))
 		if err != nil {
 			firstErr = err
@@ -283,6 +287,20 @@ func (r *Relay) round(ctx context.Context) (int, error) {
 		return len(acked), firstErr
 	}
 	return len(acked), nil
+}
+
+// HeaderTraceParent is the message header carrying the W3C trace context of the event's cause.
+const HeaderTraceParent = "traceparent"
+
+// traceParentOf reads the traceparent of an outbox payload (our own encoding of an Event), "" if none.
+func traceParentOf(payload []byte) string {
+	var ev struct {
+		TraceParent string `json:"traceparent"`
+	}
+	if json.Unmarshal(payload, &ev) != nil {
+		return ""
+	}
+	return ev.TraceParent
 }
 
 // errDisconnected: the connection to the broker is down (it reconnects in the background).
