@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/resilience-lab/lab/resilience"
 	"github.com/resilience-lab/lab/services/catalog"
 	"github.com/resilience-lab/lab/services/gateway"
 	"github.com/resilience-lab/lab/services/orders"
@@ -68,6 +70,8 @@ type shop struct {
 	orders   *httptest.Server
 	gateway  *httptest.Server
 
+	catalogFront swappable
+	catalogAPI   http.Handler // what catalogFront serves while the catalog is up
 	ordersFront  swappable
 	ordersCloser io.Closer
 	ordersEnv    map[string]string
@@ -86,7 +90,9 @@ func startShop(t *testing.T, paymentsWrap func(http.Handler) http.Handler) *shop
 			"CATALOG_DB": filepath.Join(s.dir, "catalog.db"), "CATALOG_SEED_STOCK": "50",
 		}, catalog.ConfigFromEnv), l, reg)
 	})
-	s.catalog = s.serve(catSvc.Handler())
+	s.catalogAPI = catSvc.Handler()
+	s.catalogFront.set(s.catalogAPI)
+	s.catalog = s.serve(&s.catalogFront)
 
 	paySvc := s.open("payments", func(ctx context.Context, l *slog.Logger, reg *prometheus.Registry) (*platform.Service, io.Closer, error) {
 		return payments.Open(ctx, configFrom(t, map[string]string{
@@ -190,6 +196,7 @@ func (s *shop) stopOrders() {
 // answer is a gateway response.
 type answer struct {
 	status int
+	header http.Header
 	body   []byte
 }
 
@@ -251,7 +258,7 @@ func (s *shop) send(method, path, token, idempotencyKey string, body any) (answe
 	if err != nil {
 		return answer{}, err
 	}
-	return answer{status: resp.StatusCode, body: data}, nil
+	return answer{status: resp.StatusCode, header: resp.Header, body: data}, nil
 }
 
 // must sends one request and requires status want.
@@ -529,4 +536,75 @@ func TestCrashBetweenSagaStepsIsResumed(t *testing.T) {
 	if d.Degraded || d.Payment == nil || d.Payment.Status != payments.StatusCaptured {
 		t.Errorf("details %+v", d)
 	}
+}
+
+// TestCatalogDownServesTheStaleCatalog: while the catalog is gone the gateway answers product reads
+// with what it last saw, marked stale, and what it never saw as the failure it is; once the catalog is
+// back the answers are fresh again. /debug/resilience shows the gateway's links and their failures.
+func TestCatalogDownServesTheStaleCatalog(t *testing.T) {
+	s := startShop(t, nil)
+	erin := s.token(t, "e2e-erin")
+	stale := func(t *testing.T, a answer, want bool) {
+		t.Helper()
+		var body struct {
+			Stale bool `json:"stale"`
+		}
+		a.decode(t, &body)
+		if a.status != http.StatusOK || body.Stale != want || (a.header.Get("Warning") == gateway.StaleWarning) != want {
+			t.Fatalf("%d Warning %q %s, want 200 with stale %v", a.status, a.header.Get("Warning"), a.body, want)
+		}
+	}
+
+	a := s.call(t, "GET", "/api/products", erin, "", nil)
+	stale(t, a, false)
+	var fresh gateway.ProductList
+	a.decode(t, &fresh)
+	if len(fresh.Products) < 2 {
+		t.Fatalf("catalog %+v, want the seeded products", fresh.Products)
+	}
+	first, second := fresh.Products[0], fresh.Products[1]
+	stale(t, s.call(t, "GET", "/api/products/"+first.ID, erin, "", nil), false)
+
+	s.catalogFront.set(nil) // the catalog drops every connection
+	a = s.call(t, "GET", "/api/products", erin, "", nil)
+	stale(t, a, true)
+	var cached gateway.ProductList
+	a.decode(t, &cached)
+	if len(cached.Products) != len(fresh.Products) || cached.Products[0] != first {
+		t.Errorf("stale list %+v, want the last one %+v", cached.Products, fresh.Products)
+	}
+	for _, p := range []catalog.Product{first, second} { // second was only seen in the list
+		a := s.call(t, "GET", "/api/products/"+p.ID, erin, "", nil)
+		stale(t, a, true)
+		var got gateway.Product
+		if a.decode(t, &got); got.Product != p {
+			t.Errorf("stale product %+v, want %+v", got.Product, p)
+		}
+	}
+	if a := s.call(t, "GET", "/api/products/p-never-seen", erin, "", nil); a.status != http.StatusBadGateway ||
+		a.errorCode(t) != gateway.CodeUpstreamUnavailable {
+		t.Errorf("a product never seen: %d %s, want 502", a.status, a.body)
+	}
+
+	resp, err := s.http.Get(s.gateway.URL + "/debug/resilience")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var snap resilience.DebugSnapshot
+	err = json.NewDecoder(resp.Body).Decode(&snap)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	links := map[string]resilience.LinkSnapshot{}
+	for _, l := range snap.Links {
+		links[l.Name] = l
+	}
+	cat, ok := links[gateway.LinkCatalog]
+	if len(links) != 3 || !ok || cat.Calls["failure"] == 0 || !slices.Contains(cat.HedgedOps, "list_products") {
+		t.Errorf("gateway links %+v, want three with gateway-catalog's failures counted", snap.Links)
+	}
+
+	s.catalogFront.set(s.catalogAPI)
+	stale(t, s.call(t, "GET", "/api/products", erin, "", nil), false)
 }
