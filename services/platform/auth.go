@@ -157,17 +157,24 @@ const (
 	CodeCallerNotAllowed    = "caller_not_allowed"    // 403: a valid token from a service this route does not serve
 )
 
-// callerRule lets only callers reach the paths under prefix.
+// callerRule lets only callers reach the paths under prefix (with method, when one is set).
 type callerRule struct {
-	prefix  string
-	callers []string
+	method, prefix string
+	callers        []string
+}
+
+func (r callerRule) matches(req *http.Request) bool {
+	return (r.method == "" || r.method == req.Method) &&
+		(req.URL.Path == r.prefix || strings.HasPrefix(req.URL.Path, r.prefix+"/"))
 }
 
 // RequireServiceToken makes next answer only calls carrying a valid token for audience self: 401 when
 // the token is missing, malformed, wrongly signed (HS256 only) or expired, 403 when it was minted for
 // another service or its issuer may not call the path. callers maps a path prefix ("/reservations"
-// covers "/reservations" and "/reservations/…") to the services allowed under it, the longest prefix
-// winning; a path under no prefix is open to every service holding a valid token.
+// covers "/reservations" and "/reservations/…"), optionally after a method ("GET /payments"), to the
+// services allowed there. The most specific rule that matches decides: the longest prefix, and a rule
+// with a method before one without. A path no rule matches is open to every service holding a valid
+// token.
 func (a ServiceAuth) RequireServiceToken(self string, callers map[string][]string, next http.Handler) http.Handler {
 	parser := jwt.NewParser(
 		jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
@@ -177,10 +184,19 @@ func (a ServiceAuth) RequireServiceToken(self string, callers map[string][]strin
 		jwt.WithTimeFunc(a.now),
 	)
 	rules := make([]callerRule, 0, len(callers))
-	for prefix, cs := range callers {
-		rules = append(rules, callerRule{strings.TrimSuffix(prefix, "/"), cs})
+	for key, cs := range callers {
+		method, prefix, ok := strings.Cut(key, " ")
+		if !ok {
+			method, prefix = "", key
+		}
+		rules = append(rules, callerRule{method, strings.TrimSuffix(prefix, "/"), cs})
 	}
-	slices.SortFunc(rules, func(x, y callerRule) int { return len(y.prefix) - len(x.prefix) })
+	slices.SortFunc(rules, func(x, y callerRule) int {
+		if len(x.prefix) != len(y.prefix) {
+			return len(y.prefix) - len(x.prefix)
+		}
+		return len(y.method) - len(x.method)
+	})
 	key := func(*jwt.Token) (any, error) { return a.Secret, nil }
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, ok := bearer(r.Header.Get("Authorization"))
@@ -206,9 +222,9 @@ func (a ServiceAuth) RequireServiceToken(self string, callers map[string][]strin
 			return
 		}
 		for _, rule := range rules {
-			if r.URL.Path == rule.prefix || strings.HasPrefix(r.URL.Path, rule.prefix+"/") {
+			if rule.matches(r) {
 				if !slices.Contains(rule.callers, claims.Issuer) {
-					refuse(w, self, Errorf(http.StatusForbidden, CodeCallerNotAllowed, "%s may not call %s %s", claims.Issuer, r.Method, rule.prefix))
+					refuse(w, self, Errorf(http.StatusForbidden, CodeCallerNotAllowed, "%s may not call %s %s", claims.Issuer, r.Method, r.URL.Path))
 					return
 				}
 				break

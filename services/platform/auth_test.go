@@ -94,7 +94,8 @@ func TestServiceAuthFromEnv(t *testing.T) {
 }
 
 // authedService serves an API answering 200 {} behind service auth as catalog, where only orders may reach
-// /reservations, plus an operator route.
+// /reservations and only orders and gateway GET /payments (orders alone may POST there), plus an
+// operator route.
 func authedService(t *testing.T, auth platform.ServiceAuth) *httptest.Server {
 	t.Helper()
 	s := &platform.Service{Name: "catalog", Registry: platform.NewRegistry(),
@@ -102,7 +103,7 @@ func authedService(t *testing.T, auth platform.ServiceAuth) *httptest.Server {
 		API:     http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { platform.WriteJSON(w, http.StatusOK, struct{}{}) }),
 		Extra:   map[string]http.Handler{"GET /debug/state": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusOK) })},
 		Auth:    auth,
-		Callers: map[string][]string{"/reservations": {"orders"}},
+		Callers: map[string][]string{"/reservations": {"orders"}, "/payments": {"orders"}, "GET /payments": {"orders", "gateway"}},
 	}
 	srv := httptest.NewServer(s.Handler())
 	t.Cleanup(srv.Close)
@@ -177,6 +178,11 @@ func TestServiceTokensAreRequiredAndChecked(t *testing.T) {
 		{"orders committing", "POST", "/reservations/r-1/commit", "Bearer " + mint("orders", "catalog"), 200, ""},
 		{"gateway reading products", "GET", "/products/p-1", "Bearer " + mint("gateway", "catalog"), 200, ""},
 		{"a path only sharing the prefix's letters", "GET", "/reservationsx", "Bearer " + mint("gateway", "catalog"), 200, ""},
+		{"gateway reading a payment", "GET", "/payments/pay-1", "Bearer " + mint("gateway", "catalog"), 200, ""},
+		{"gateway charging", "POST", "/payments", "Bearer " + mint("gateway", "catalog"), 403, platform.CodeCallerNotAllowed},
+		{"gateway refunding", "POST", "/payments/pay-1/refund", "Bearer " + mint("gateway", "catalog"), 403, platform.CodeCallerNotAllowed},
+		{"orders charging", "POST", "/payments", "Bearer " + mint("orders", "catalog"), 200, ""},
+		{"notifications reading a payment", "GET", "/payments/pay-1", "Bearer " + mint("notifications", "catalog"), 403, platform.CodeCallerNotAllowed},
 		{"lower-case scheme", "GET", "/products", "bearer " + mint("orders", "catalog"), 200, ""},
 	}
 	for _, c := range cases {
