@@ -21,11 +21,13 @@ import (
 
 // Binaries are the programs the lab runs, each built from ./<package> into one image.
 var Binaries = map[string]string{
-	"catalog":   "./services/catalog/cmd/catalog",
-	"payments":  "./services/payments/cmd/payments",
-	"orders":    "./services/orders/cmd/orders",
-	"gateway":   "./services/gateway/cmd/gateway",
-	"toxiproxy": "./scenarios/lab/toxiproxy/cmd/toxiproxy",
+	"catalog":       "./services/catalog/cmd/catalog",
+	"payments":      "./services/payments/cmd/payments",
+	"orders":        "./services/orders/cmd/orders",
+	"gateway":       "./services/gateway/cmd/gateway",
+	"notifications": "./services/notifications/cmd/notifications",
+	"nats-server":   "./events/cmd/nats-server",
+	"toxiproxy":     "./scenarios/lab/toxiproxy/cmd/toxiproxy",
 }
 
 const (

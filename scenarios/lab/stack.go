@@ -48,7 +48,7 @@ type Link struct {
 	Port   int // the proxy's listen port inside the Toxiproxy container
 }
 
-// Links are every inter-service link of the shop.
+// Links are every HTTP link between the shop's services (the resilience policies' links).
 var Links = []Link{
 	{"gateway-catalog", "gateway", "catalog", 20001},
 	{"gateway-orders", "gateway", "orders", 20002},
@@ -57,9 +57,20 @@ var Links = []Link{
 	{"orders-payments", "orders", "payments", 20005},
 }
 
-// LinkByName returns the link called name.
+// BrokerLinks are each event producer's and consumer's link to the NATS broker (its NATS_URL).
+var BrokerLinks = []Link{
+	{"orders-nats", "orders", Broker, 20006},
+	{"catalog-nats", "catalog", Broker, 20007},
+	{"payments-nats", "payments", Broker, 20008},
+	{"notifications-nats", "notifications", Broker, 20009},
+}
+
+// AllLinks are Links and BrokerLinks: every proxy of the lab's Toxiproxy.
+func AllLinks() []Link { return slices.Concat(Links, BrokerLinks) }
+
+// LinkByName returns the link (HTTP or broker) called name.
 func LinkByName(name string) (Link, bool) {
-	for _, l := range Links {
+	for _, l := range AllLinks() {
 		if l.Name == name {
 			return l, true
 		}
@@ -67,11 +78,18 @@ func LinkByName(name string) (Link, bool) {
 	return Link{}, false
 }
 
-// Services are the shop's services in start order (callees before callers).
-var Services = []string{"catalog", "payments", "orders", "gateway"}
+// Broker is the NATS JetStream server's container and network alias.
+const Broker = "nats"
 
-// ServicePorts are the ports the services listen on inside their containers.
-var ServicePorts = map[string]int{"gateway": 8080, "catalog": 8081, "orders": 8082, "payments": 8083}
+// brokerMonitorPort serves the broker's /healthz and /jsz.
+const brokerMonitorPort = 8222
+
+// Services are the shop's services in start order (callees before callers).
+var Services = []string{"catalog", "payments", "notifications", "orders", "gateway"}
+
+// ServicePorts are the ports the services (and the broker's clients) listen on inside their containers.
+var ServicePorts = map[string]int{"gateway": 8080, "catalog": 8081, "orders": 8082, "payments": 8083,
+	"notifications": 8084, Broker: 4222}
 
 // ErrNoDocker is returned by Start when no Docker engine answers.
 var ErrNoDocker = errors.New("no Docker engine answers")
@@ -162,7 +180,7 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		}
 	}()
 
-	names := slices.Concat(Services, []string{"toxiproxy"})
+	names := slices.Concat(Services, []string{brokerBinary, "toxiproxy"})
 	if err := BuildBinaries(ctx, root, names, progress); err != nil {
 		return nil, err
 	}
@@ -178,24 +196,35 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, fmt.Errorf("lab: create network: %w", err)
 	}
 	fmt.Fprintf(progress, "lab: network %s\n", s.network.Name)
-	if err := s.startToxiproxy(ctx); err != nil {
+	// Toxiproxy and the broker need nothing; then callees before callers, each batch in parallel.
+	if err := parallel(s.startToxiproxy, s.startBroker)(ctx); err != nil {
 		return nil, err
 	}
-	// Callees first: catalog and payments together, then orders, then the gateway.
-	for _, batch := range [][]string{{"catalog", "payments"}, {"orders"}, {"gateway"}} {
-		errs := make([]error, len(batch))
-		var wg sync.WaitGroup
+	for _, batch := range [][]string{{"catalog", "payments", "notifications"}, {"orders"}, {"gateway"}} {
+		starts := make([]func(context.Context) error, len(batch))
 		for i, svc := range batch {
-			wg.Go(func() { errs[i] = s.startService(ctx, svc) })
+			starts[i] = func(ctx context.Context) error { return s.startService(ctx, svc) }
 		}
-		wg.Wait()
-		if err := errors.Join(errs...); err != nil {
+		if err := parallel(starts...)(ctx); err != nil {
 			return nil, err
 		}
 	}
 	fmt.Fprintf(progress, "lab: stack ready in %.1fs: gateway %s, toxiproxy %s\n",
 		time.Since(begin).Seconds(), s.GatewayURL(), s.ToxiproxyURL)
 	return s, nil
+}
+
+// parallel returns a step that runs steps concurrently and joins their errors.
+func parallel(steps ...func(context.Context) error) func(context.Context) error {
+	return func(ctx context.Context) error {
+		errs := make([]error, len(steps))
+		var wg sync.WaitGroup
+		for i, step := range steps {
+			wg.Go(func() { errs[i] = step(ctx) })
+		}
+		wg.Wait()
+		return errors.Join(errs...)
+	}
 }
 
 // ensureTestcontainersEnv sets what testcontainers needs on this kind of machine when the caller (the
@@ -251,9 +280,9 @@ func publishOnLoopback(port int) func(*container.HostConfig) {
 
 func (s *Stack) startToxiproxy(ctx context.Context) error {
 	req := s.baseRequest("toxiproxy")
-	var observe string
+	observe := fmt.Sprintf("%s=http://%s:%d", Broker, Broker, brokerMonitorPort)
 	for _, svc := range Services {
-		observe += fmt.Sprintf("%s=http://%s:%d,", svc, svc, ServicePorts[svc])
+		observe += fmt.Sprintf(",%s=http://%s:%d", svc, svc, ServicePorts[svc])
 	}
 	req.Env = map[string]string{"LAB_OBSERVE": observe, "LOG_LEVEL": "warn"}
 	req.ExposedPorts = []string{fmt.Sprintf("%d/tcp", toxiproxyAPIPort)}
@@ -270,8 +299,8 @@ func (s *Stack) startToxiproxy(ctx context.Context) error {
 	}
 	s.ToxiproxyURL = fmt.Sprintf("http://127.0.0.1:%d", port.Num())
 	s.Toxiproxy = toxiclient.NewClient(s.ToxiproxyURL)
-	proxies := make([]toxiclient.Proxy, 0, len(Links))
-	for _, l := range Links {
+	proxies := make([]toxiclient.Proxy, 0, len(Links)+len(BrokerLinks))
+	for _, l := range AllLinks() {
 		proxies = append(proxies, toxiclient.Proxy{
 			Name: l.Name, Listen: fmt.Sprintf("0.0.0.0:%d", l.Port),
 			Upstream: fmt.Sprintf("%s:%d", l.Callee, ServicePorts[l.Callee]), Enabled: true,
@@ -282,6 +311,25 @@ func (s *Stack) startToxiproxy(ctx context.Context) error {
 	}
 	fmt.Fprintf(s.progress, "lab: toxiproxy up with %d proxies\n", len(proxies))
 	return nil
+}
+
+// brokerBinary is the broker's program (events/cmd/nats-server) and image.
+const brokerBinary = "nats-server"
+
+// startBroker starts NATS with JetStream. Its store lives in the container's own filesystem, so a
+// stopped and restarted broker keeps its streams, as one with a volume would.
+func (s *Stack) startBroker(ctx context.Context) error {
+	req := s.baseRequest(Broker)
+	req.Image = s.images[brokerBinary]
+	req.Env = map[string]string{"NATS_STORE_DIR": "/data", "NATS_MAX_MEMORY_BYTES": strconv.Itoa(64 << 20)}
+	req.WaitingFor = wait.ForExec([]string{"/app", "healthcheck", s.brokerHealthURL("127.0.0.1")}).
+		WithPollInterval(100 * time.Millisecond).WithStartupTimeout(60 * time.Second)
+	_, err := s.run(ctx, Broker, req)
+	return err
+}
+
+func (s *Stack) brokerHealthURL(host string) string {
+	return fmt.Sprintf("http://%s:%d/healthz?js-enabled-only=true", host, brokerMonitorPort)
 }
 
 // serviceEnv is the environment of svc: its address and database, its downstream URLs through the
@@ -299,6 +347,9 @@ func (s *Stack) serviceEnv(svc string) map[string]string {
 		env["GATEWAY_DEV_TOKENS"] = "true"
 	default:
 		env[upperName(svc)+"_DB"] = "/data/" + svc + ".db"
+		// A relay or consumer that backed off while the broker was away tries again within a second
+		// of its return, so a short run sees the backlog drain.
+		env["EVENTS_MAX_BACKOFF"] = "1s"
 	}
 	if svc == "orders" {
 		// Sagas a fault left half-done resume within a second or two of the fault, so a short run
@@ -309,6 +360,11 @@ func (s *Stack) serviceEnv(svc string) map[string]string {
 	for _, l := range Links {
 		if l.Caller == svc {
 			env[up[l.Callee]] = fmt.Sprintf("http://toxiproxy:%d", l.Port)
+		}
+	}
+	for _, l := range BrokerLinks {
+		if l.Caller == svc {
+			env["NATS_URL"] = fmt.Sprintf("nats://toxiproxy:%d", l.Port)
 		}
 	}
 	s.mu.Lock()
@@ -443,7 +499,7 @@ func (s *Stack) Reset(ctx context.Context) error {
 	if err := s.Toxiproxy.ResetState(); err != nil {
 		return fmt.Errorf("lab: reset toxiproxy: %w", err)
 	}
-	for _, svc := range Services {
+	for _, svc := range slices.Concat([]string{Broker}, Services) {
 		c, ok := s.Container(svc)
 		if !ok {
 			return fmt.Errorf("lab: %s has no container", svc)
@@ -466,14 +522,19 @@ func (s *Stack) Reset(ctx context.Context) error {
 	return s.WaitReady(ctx, 60*time.Second)
 }
 
-// WaitReady polls every service's /readyz (through the relay) until all answer 200 or timeout passes.
+// WaitReady polls the broker's /healthz and every service's /readyz (through the relay) until all
+// answer 200 or timeout passes.
 func (s *Stack) WaitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	hc := &http.Client{Timeout: 2 * time.Second}
-	for _, svc := range Services {
+	for _, svc := range slices.Concat([]string{Broker}, Services) {
+		path := "readyz"
+		if svc == Broker {
+			path = "healthz?js-enabled-only=true"
+		}
 		for {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.ObserveURL(svc, "readyz"), nil)
+			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.ObserveURL(svc, path), nil)
 			resp, err := hc.Do(req)
 			if err == nil {
 				_, _ = io.Copy(io.Discard, resp.Body)
@@ -672,11 +733,11 @@ func (s *Stack) FaultTarget() fault.Target {
 	return fault.Target{Toxiproxy: s.Toxiproxy, Containers: s}
 }
 
-// LinkNames are the names of Links, for fault.Parse.
+// LinkNames are the names of every link, HTTP and broker, for fault.Parse.
 func LinkNames() []string {
-	names := make([]string, len(Links))
-	for i, l := range Links {
-		names[i] = l.Name
+	var names []string
+	for _, l := range AllLinks() {
+		names = append(names, l.Name)
 	}
 	return names
 }

@@ -3,9 +3,10 @@
 // through the same API as the TCP toxics. It is built into a FROM-scratch image like the services.
 //
 // Only the gateway and this API are published to the host, so the API also relays a few read-only
-// observation paths of the services (GET /observe/{service}/metrics, …/debug/resilience, …/readyz) for
-// the lab's measurements. The relay dials the services directly, never through a proxy, so a fault on a
-// link does not blind the measurement of it. LAB_OBSERVE lists the services: catalog=http://catalog:8081,…
+// observation paths of the services (GET /observe/{service}/metrics, …/debug/resilience, …/readyz, the
+// broker's …/jsz, notifications' …/notifications?customer_id=…) for the lab's measurements. The relay
+// dials the services directly, never through a proxy, so a fault on a link does not blind the
+// measurement of it. LAB_OBSERVE lists the services: catalog=http://catalog:8081,…
 //
 //	toxiproxy [-host 0.0.0.0] [-port 8474]
 //	toxiproxy healthcheck http://127.0.0.1:8474/version
@@ -97,8 +98,11 @@ func main() {
 	}
 }
 
-// observablePaths are the read-only paths the relay forwards.
-var observablePaths = map[string]bool{"metrics": true, "debug/resilience": true, "readyz": true, "healthz": true}
+// observablePaths are the read-only paths the relay forwards (with their query): the services'
+// probes, metrics and policy state, the broker's JetStream summary, and the notifications a scenario
+// counts to account for every order event.
+var observablePaths = map[string]bool{"metrics": true, "debug/resilience": true, "readyz": true, "healthz": true,
+	"jsz": true, "notifications": true}
 
 // parseObserve reads LAB_OBSERVE: comma-separated name=base-URL pairs.
 func parseObserve(spec string) (map[string]*url.URL, error) {
@@ -125,7 +129,9 @@ func observeHandler(services map[string]*url.URL) http.Handler {
 			platform.WriteError(w, platform.NotFound("no observable %s/%s", r.PathValue("service"), r.PathValue("path")))
 			return
 		}
-		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, base.JoinPath(r.PathValue("path")).String(), nil)
+		target := base.JoinPath(r.PathValue("path"))
+		target.RawQuery = r.URL.RawQuery
+		req, err := http.NewRequestWithContext(r.Context(), http.MethodGet, target.String(), nil)
 		if err != nil {
 			platform.WriteError(w, platform.Errorf(http.StatusInternalServerError, "internal", "%v", err))
 			return
