@@ -96,9 +96,10 @@ func runServer(kind string) error {
 				w.Write(body)
 			}),
 			ReadHeaderTimeout: 5 * time.Second,
-			// Close connections idle for a second, so those a finished run leaves behind (vegeta keeps
-			// up to 10000 per host) are gone before the next run instead of piling up to the fd limit.
-			IdleTimeout: time.Second,
+			// The generators close their idle connections after each run; this is only a backstop. A
+			// short idle timeout would close pooled connections between bursts within a run and make
+			// the generators dial again and again.
+			IdleTimeout: time.Minute,
 		}
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) && !errors.Is(err, net.ErrClosed) {
 			return err
@@ -119,13 +120,13 @@ func runServer(kind string) error {
 
 var rawResponse = []byte("HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\n\r\nok\n")
 
-// serveRaw answers each request head (bodiless GETs are all ratebench sends) with rawResponse, and
-// drops the connection after a second idle, like the net/http server's IdleTimeout.
+// serveRaw answers each request head (bodiless GETs are all ratebench sends) with rawResponse until
+// the client closes the connection or leaves it idle for a minute.
 func serveRaw(c net.Conn) {
 	defer c.Close()
 	r := bufio.NewReaderSize(c, 4096)
 	for {
-		c.SetReadDeadline(time.Now().Add(time.Second))
+		c.SetReadDeadline(time.Now().Add(time.Minute))
 		for {
 			line, err := r.ReadSlice('\n')
 			if err != nil {
@@ -230,7 +231,7 @@ func bench(rateList string, step time.Duration, toolList string, maxInFlight int
 					continue
 				}
 				runtime.GC()
-				time.Sleep(1500 * time.Millisecond) // past the server's idle timeout: the last run's connections are closed
+				time.Sleep(500 * time.Millisecond) // let the last run's closed connections and workers go
 				m, err := measure(tool, url, rate, step, maxInFlight, server.Process.Pid)
 				if err != nil {
 					return err
@@ -324,6 +325,8 @@ func measure(tool, url string, rate int, step time.Duration, maxInFlight, server
 }
 
 func runOurs(m *measurement, url string, rate int, step time.Duration, maxInFlight int) error {
+	client := loadtest.NewClient(maxInFlight)
+	defer client.CloseIdleConnections() // so the next run starts from no connections, like the first
 	mix, err := loadtest.NewMix(loadtest.Kind{Name: "get", Weight: 1, Build: func(ctx context.Context, _ uint64) (*http.Request, error) {
 		return http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	}})
@@ -336,6 +339,7 @@ func runOurs(m *measurement, url string, rate int, step time.Duration, maxInFlig
 		MaxRequests: uint64(float64(rate)*step.Seconds()) + 1,
 		MaxInFlight: maxInFlight,
 		Timeout:     10 * time.Second,
+		Client:      client,
 	})
 	if err != nil {
 		return err
@@ -348,10 +352,18 @@ func runOurs(m *measurement, url string, rate int, step time.Duration, maxInFlig
 }
 
 func runVegeta(m *measurement, url string, rate int, step time.Duration) {
-	atk := vegeta.NewAttacker(vegeta.Timeout(10*time.Second), vegeta.KeepAlive(true))
-	tr := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodGet, URL: url})
+	// vegeta's own default transport (NewAttacker's), but ours to close when the run is over.
+	tr := &http.Transport{
+		Proxy:               http.ProxyFromEnvironment,
+		DialContext:         (&net.Dialer{LocalAddr: &net.TCPAddr{IP: net.IPv4zero}, KeepAlive: 30 * time.Second}).DialContext,
+		MaxIdleConnsPerHost: vegeta.DefaultConnections,
+		MaxConnsPerHost:     vegeta.DefaultMaxConnections,
+	}
+	defer tr.CloseIdleConnections()
+	atk := vegeta.NewAttacker(vegeta.Client(&http.Client{Transport: tr}), vegeta.Timeout(10*time.Second), vegeta.KeepAlive(true))
+	targeter := vegeta.NewStaticTargeter(vegeta.Target{Method: http.MethodGet, URL: url})
 	var metrics vegeta.Metrics
-	for res := range atk.Attack(tr, vegeta.Rate{Freq: rate, Per: time.Second}, step, "ratebench") {
+	for res := range atk.Attack(targeter, vegeta.Rate{Freq: rate, Per: time.Second}, step, "ratebench") {
 		metrics.Add(res)
 		m.sent++
 		if res.Code == http.StatusOK {
