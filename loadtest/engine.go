@@ -79,22 +79,50 @@ type Options struct {
 	Clock Clock
 }
 
-// NewClient returns an HTTP client tuned for load: enough idle connections kept per host for
-// maxInFlight concurrent requests (the default of 2 would make nearly every request dial), no
-// compression, no redirects followed, no proxy from the environment.
+// NewClient returns an HTTP client tuned for load: requests spread over several transports (one
+// net/http Transport serialises its idle pool behind one mutex, which thousands of concurrent requests
+// drive into starvation mode), each keeping enough idle connections per host for its share of
+// maxInFlight (the default of 2 would make nearly every request dial); no compression, no redirects
+// followed, no proxy from the environment.
 func NewClient(maxInFlight int) *http.Client {
 	if maxInFlight <= 0 {
 		maxInFlight = DefaultMaxInFlight
 	}
-	return &http.Client{
-		Transport: &http.Transport{
+	shards := &shardedTransport{}
+	for i := 0; i < transportShards; i++ {
+		shards.ts = append(shards.ts, &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 			MaxIdleConns:        maxInFlight,
 			MaxIdleConnsPerHost: maxInFlight,
 			IdleConnTimeout:     90 * time.Second,
 			DisableCompression:  true,
-		},
+		})
+	}
+	return &http.Client{
+		Transport:     shards,
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+	}
+}
+
+const transportShards = 8
+
+// shardedTransport sends each request through the next of its transports in turn.
+type shardedTransport struct {
+	ts   []http.RoundTripper
+	next atomic.Uint64
+}
+
+func (s *shardedTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return s.ts[s.next.Add(1)%uint64(len(s.ts))].RoundTrip(r)
+}
+
+// CloseIdleConnections closes every transport's idle connections (http.Client.CloseIdleConnections
+// calls it).
+func (s *shardedTransport) CloseIdleConnections() {
+	for _, t := range s.ts {
+		if c, ok := t.(interface{ CloseIdleConnections() }); ok {
+			c.CloseIdleConnections()
+		}
 	}
 }
 

@@ -428,3 +428,66 @@ func TestParseTarget(t *testing.T) {
 		}
 	}
 }
+
+// countingTransport counts the requests it answers and the times its idle connections were closed.
+type countingTransport struct {
+	requests, closes atomic.Int64
+}
+
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.requests.Add(1)
+	return answer(200)(r)
+}
+
+func (c *countingTransport) CloseIdleConnections() { c.closes.Add(1) }
+
+func TestShardedTransportTakesTurns(t *testing.T) {
+	shards := make([]*countingTransport, 4)
+	st := &shardedTransport{}
+	for i := range shards {
+		shards[i] = &countingTransport{}
+		st.ts = append(st.ts, shards[i])
+	}
+	c := &http.Client{Transport: st}
+	for i := 0; i < 40; i++ {
+		resp, err := c.Get("http://loadtest.invalid/")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+	}
+	c.CloseIdleConnections()
+	for i, s := range shards {
+		if s.requests.Load() != 10 || s.closes.Load() != 1 {
+			t.Errorf("shard %d: %d requests, %d closes; want 10 and 1", i, s.requests.Load(), s.closes.Load())
+		}
+	}
+}
+
+func TestNewClientReusesConnections(t *testing.T) {
+	var mu sync.Mutex
+	conns := map[string]bool{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		conns[r.RemoteAddr] = true
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	c := NewClient(10)
+	const n = 20 * transportShards
+	for i := 0; i < n; i++ {
+		resp, err := c.Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+	}
+	c.CloseIdleConnections()
+	mu.Lock()
+	defer mu.Unlock()
+	// Sequential requests need at most a connection or two per transport, never one each.
+	if len(conns) < 2 || len(conns) > n/4 {
+		t.Errorf("%d connections for %d sequential requests over %d transports", len(conns), n, transportShards)
+	}
+}
