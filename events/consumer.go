@@ -356,6 +356,8 @@ func (c *Consumer) handle(ctx context.Context, msg jetstream.Msg) error {
 // apply runs the handler and records the event id in one transaction; applied is false when the id was
 // recorded before (a redelivery of an event already applied).
 func (c *Consumer) apply(ctx context.Context, ev Event, p Payload) (applied bool, err error) {
+	ctx, cancel := platform.WriteContext(ctx)
+	defer cancel()
 	tx, err := c.o.DB.BeginTx(ctx, nil)
 	if err != nil {
 		return false, err

@@ -130,7 +130,7 @@ func (s *Service) SavePacticipant(ctx context.Context, name string, change Pacti
 	}
 	var p *Pacticipant
 	var created bool
-	err := s.st.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.st.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		existing, err := getPacticipant(ctx, tx, name)
 		if err != nil {
 			return err
@@ -217,7 +217,7 @@ func (s *Service) withVersion(ctx context.Context, pacticipant, number, buildURL
 	if err := requireName("version number", number); err != nil {
 		return err
 	}
-	return s.st.inTx(ctx, func(tx *sql.Tx) error {
+	return s.st.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		now := s.now()
 		p, _, err := ensurePacticipant(ctx, tx, pacticipant, now)
 		if err != nil {
@@ -258,7 +258,7 @@ func (s *Service) Tag(ctx context.Context, pacticipant, number, tag string) (*Ve
 
 // DeleteTag removes tag from version number of pacticipant.
 func (s *Service) DeleteTag(ctx context.Context, pacticipant, number, tag string) error {
-	return s.st.inTx(ctx, func(tx *sql.Tx) error {
+	return s.st.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, v, err := s.mustVersion(ctx, tx, pacticipant, number)
 		if err != nil {
 			return err
@@ -407,7 +407,7 @@ func (s *Service) PublishContracts(ctx context.Context, r PublishContractsReques
 		return nil, err
 	}
 	res := &PublishResult{}
-	err = s.st.inTx(ctx, func(tx *sql.Tx) error {
+	err = s.st.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		now := s.now()
 		p, _, err := ensurePacticipant(ctx, tx, r.PacticipantName, now)
 		if err != nil {
@@ -845,7 +845,7 @@ func (s *Service) CreateEnvironment(ctx context.Context, r EnvironmentRequest) (
 	if e.UUID == "" {
 		e.UUID = newUUID()
 	}
-	err := s.st.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.st.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		for col, val := range map[string]string{"name": e.Name, "uuid": e.UUID} {
 			if other, err := getEnvironment(ctx, tx, col, val); err != nil {
 				return err
@@ -864,7 +864,7 @@ func (s *Service) UpdateEnvironment(ctx context.Context, uuid string, r Environm
 		return nil, err
 	}
 	var e *Environment
-	err := s.st.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.st.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		if e, err = s.mustEnvironment(ctx, tx, uuid); err != nil {
 			return err
@@ -882,7 +882,7 @@ func (s *Service) UpdateEnvironment(ctx context.Context, uuid string, r Environm
 
 // DeleteEnvironment deletes environment uuid; one with deployments cannot be deleted.
 func (s *Service) DeleteEnvironment(ctx context.Context, uuid string) error {
-	return s.st.inTx(ctx, func(tx *sql.Tx) error {
+	return s.st.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		e, err := s.mustEnvironment(ctx, tx, uuid)
 		if err != nil {
 			return err
@@ -924,7 +924,7 @@ func (s *Service) Environments(ctx context.Context, name string) ([]*Environment
 // one application instance), ending the deployment of the version it replaces there.
 func (s *Service) RecordDeployment(ctx context.Context, pacticipant, number, envUUID, instance string) (*DeploymentRecord, error) {
 	id := newUUID()
-	err := s.st.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.st.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, v, err := s.mustVersion(ctx, tx, pacticipant, number)
 		if err != nil {
 			return err
@@ -985,7 +985,7 @@ func (s *Service) Undeploy(ctx context.Context, uuid string) (*DeploymentRecord,
 	if _, err := s.Deployment(ctx, uuid); err != nil {
 		return nil, err
 	}
-	err := s.st.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.st.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, "UPDATE deployed_versions SET undeployed_at = ? WHERE uuid = ? AND undeployed_at IS NULL", millis(s.now()), uuid)
 		return err
 	})

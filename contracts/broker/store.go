@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/resilience-lab/lab/services/platform"
 	"strings"
 	"time"
 
@@ -154,7 +155,7 @@ func (s *store) Ping(ctx context.Context) error {
 }
 
 func (s *store) migrate(ctx context.Context) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var version int
 		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 			return fmt.Errorf("read schema version: %w", err)
@@ -173,16 +174,10 @@ func (s *store) migrate(ctx context.Context) error {
 	})
 }
 
-func (s *store) inTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := fn(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+// inTx runs fn in a write transaction on the single writer (see platform.InTx for why fn gets its own
+// context).
+func (s *store) inTx(ctx context.Context, fn func(ctx context.Context, tx *sql.Tx) error) error {
+	return platform.InTx(ctx, s.write, fn)
 }
 
 func millis(t time.Time) int64      { return t.UnixMilli() }

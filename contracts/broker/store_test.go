@@ -49,7 +49,7 @@ func TestStoreGraphLoadsLatestRevisionsAndCurrentDeployments(t *testing.T) {
 	var web, catalog *Pacticipant
 	var v1, c1, c2 *Version
 	env := &Environment{UUID: newUUID(), Name: "production", Production: true, CreatedAt: now, UpdatedAt: now}
-	err = st.inTx(ctx, func(tx *sql.Tx) error {
+	err = st.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var err error
 		if web, _, err = ensurePacticipant(ctx, tx, "web", now); err != nil {
 			return err

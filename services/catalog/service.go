@@ -97,7 +97,7 @@ func (s *service) Reserve(ctx context.Context, req ReserveRequest) (Reservation,
 		res     Reservation
 		created bool
 	)
-	err := s.store.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.store.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		existing, err := reservationBy(ctx, tx, "order_id", req.OrderID)
 		if err == nil {
 			res = existing.Reservation
@@ -181,7 +181,7 @@ func (s *service) Commit(ctx context.Context, id string) (Reservation, error) {
 		committedNow   bool
 		notHeldMessage string
 	)
-	err := s.store.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.store.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		r, err := reservationBy(ctx, tx, "id", id)
 		if isNoRows(err) {
 			return platform.NotFound("reservation %q not found", id)
@@ -237,7 +237,7 @@ func (s *service) Release(ctx context.Context, id string) (Reservation, error) {
 		res         Reservation
 		releasedNow bool
 	)
-	err := s.store.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.store.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		r, err := reservationBy(ctx, tx, "id", id)
 		if isNoRows(err) {
 			return platform.NotFound("reservation %q not found", id)

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/resilience-lab/lab/services/platform"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -102,7 +103,7 @@ func (s *store) Ping(ctx context.Context) error {
 }
 
 func (s *store) migrate(ctx context.Context) error {
-	return s.inTx(ctx, func(tx *sql.Tx) error {
+	return s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var version int
 		if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
 			return fmt.Errorf("read schema version: %w", err)
@@ -124,7 +125,7 @@ func (s *store) migrate(ctx context.Context) error {
 // seed inserts the fixed catalog when there are no products yet; it reports whether it did.
 func (s *store) seed(ctx context.Context, stock int64) (bool, error) {
 	seeded := false
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		var n int
 		if err := tx.QueryRowContext(ctx, "SELECT COUNT(*) FROM products").Scan(&n); err != nil {
 			return err
@@ -148,17 +149,10 @@ func (s *store) seed(ctx context.Context, stock int64) (bool, error) {
 	return seeded, err
 }
 
-// inTx runs f in a write transaction and commits it when f returns nil.
-func (s *store) inTx(ctx context.Context, f func(tx *sql.Tx) error) error {
-	tx, err := s.write.BeginTx(ctx, nil)
-	if err != nil {
-		return err
-	}
-	if err := f(tx); err != nil {
-		_ = tx.Rollback()
-		return err
-	}
-	return tx.Commit()
+// inTx runs f in a write transaction on the single writer (see platform.InTx for why f gets its own
+// context).
+func (s *store) inTx(ctx context.Context, f func(ctx context.Context, tx *sql.Tx) error) error {
+	return platform.InTx(ctx, s.write, f)
 }
 
 type querier interface {
@@ -278,7 +272,7 @@ func setStatus(ctx context.Context, tx *sql.Tx, id string, status ReservationSta
 // stock, in one transaction; it returns how many expired.
 func (s *store) expireDue(ctx context.Context, now time.Time) (int64, error) {
 	var expired int64
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
+	err := s.inTx(ctx, func(ctx context.Context, tx *sql.Tx) error {
 		cutoff := now.UnixMilli()
 		// Announce each expiry before the bulk update below turns the rows expired.
 		if err := recordExpiries(ctx, tx, cutoff, now); err != nil {

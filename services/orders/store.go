@@ -113,6 +113,8 @@ func openStore(ctx context.Context, path string, now func() time.Time) (*store, 
 }
 
 func (s *store) migrate(ctx context.Context) error {
+	ctx, cancel := platform.WriteContext(ctx)
+	defer cancel()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -176,6 +178,8 @@ func (s *store) createOrGet(ctx context.Context, r record) (record, bool, error)
 	if err != nil {
 		return record{}, false, err
 	}
+	ctx, cancel := platform.WriteContext(ctx)
+	defer cancel()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return record{}, false, err
@@ -219,6 +223,8 @@ func (s *store) save(ctx context.Context, r *record) error {
 		r.CardNumber = ""
 	}
 	now := s.now().UTC()
+	ctx, cancel := platform.WriteContext(ctx)
+	defer cancel()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"github.com/resilience-lab/lab/services/platform"
 	"strings"
 	"time"
 
@@ -114,6 +115,8 @@ const paymentColumns = `id, order_id, amount_cents, status, decline_reason, crea
 // createPayment inserts p under key unless a payment already holds key. It returns the payment stored
 // under key, the fingerprint of the request that created it, and whether this call created it.
 func (s *store) createPayment(ctx context.Context, key, fingerprint string, p Payment) (stored Payment, storedFingerprint string, created bool, err error) {
+	ctx, cancel := platform.WriteContext(ctx)
+	defer cancel()
 	tx, err := s.wr.BeginTx(ctx, nil)
 	if err != nil {
 		return Payment{}, "", false, err
@@ -156,6 +159,8 @@ func (s *store) payment(ctx context.Context, id string) (Payment, error) {
 // refund marks a captured payment refunded at `at` and returns the payment as it now is; refunded is
 // true only when this call changed it. Other statuses are left alone for the caller to judge.
 func (s *store) refund(ctx context.Context, id string, at time.Time) (p Payment, refunded bool, err error) {
+	ctx, cancel := platform.WriteContext(ctx)
+	defer cancel()
 	tx, err := s.wr.BeginTx(ctx, nil)
 	if err != nil {
 		return Payment{}, false, err

@@ -22,6 +22,10 @@ const (
 	HeaderIdempotencyKey = "Idempotency-Key"
 )
 
+// MaxDeadlineMs is the largest budget a caller may send in X-Deadline-Ms (a day); larger values would
+// overflow a time.Duration and are no deadline a caller means.
+const MaxDeadlineMs = 24 * 60 * 60 * 1000
+
 type ctxKey int
 
 const (
@@ -85,8 +89,8 @@ func requestContext(next http.Handler) http.Handler {
 		}
 		if v := r.Header.Get(HeaderDeadline); v != "" {
 			ms, err := strconv.ParseInt(v, 10, 64)
-			if err != nil || ms < 0 {
-				WriteError(w, BadRequest("bad_deadline", "%s must be a non-negative integer of milliseconds", HeaderDeadline))
+			if err != nil || ms < 0 || ms > MaxDeadlineMs {
+				WriteError(w, BadRequest("bad_deadline", "%s must be an integer of milliseconds from 0 to %d", HeaderDeadline, MaxDeadlineMs))
 				return
 			}
 			if ms == 0 {

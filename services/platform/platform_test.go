@@ -160,7 +160,7 @@ func TestRequestIDAndDeadlinePropagateAcrossAHop(t *testing.T) {
 
 func TestBadDeadlineHeaderIs400AndSpentBudgetIs504(t *testing.T) {
 	srv := newService(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(204) }))
-	for value, want := range map[string]int{"abc": 400, "-5": 400, "0": 504, "50": 204} {
+	for value, want := range map[string]int{"abc": 400, "-5": 400, "0": 504, "50": 204, "86400000": 204, "86400001": 400, "9223372036855": 400} {
 		req, _ := http.NewRequest("GET", srv.URL+"/z", nil)
 		req.Header.Set(platform.HeaderDeadline, value)
 		resp, err := http.DefaultClient.Do(req)
