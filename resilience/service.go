@@ -44,16 +44,18 @@ type Policies struct {
 }
 
 // Build builds the policies with metrics on reg. linkOpts adds options to a link (fallbacks, hedged
-// reads); every policy also reports to the event log.
-func (c ServiceConfig) Build(reg prometheus.Registerer, linkOpts map[string][]Option) (*Policies, error) {
+// reads); common options (a clock) go to the server-side policies and every link; every policy also
+// reports to the event log.
+func (c ServiceConfig) Build(reg prometheus.Registerer, linkOpts map[string][]Option, common ...Option) (*Policies, error) {
 	p := &Policies{links: map[string]*Link{}, log: &eventLog{max: EventLogSize}}
 	hook := WithEvents(p.log.add)
 	var err error
-	if p.server, err = NewServer(c.Service, c.Server, reg, hook); err != nil {
+	if p.server, err = NewServer(c.Service, c.Server, reg, append(common, hook)...); err != nil {
 		return nil, fmt.Errorf("resilience of %s: %w", c.Service, err)
 	}
 	for _, name := range sortedKeys(c.Links) {
-		opts := append([]Option{hook, WithService(c.Service)}, linkOpts[name]...)
+		opts := append(append([]Option{}, common...), hook, WithService(c.Service))
+		opts = append(opts, linkOpts[name]...)
 		l, err := NewLink(name, c.Links[name], reg, opts...)
 		if err != nil {
 			p.Close()
