@@ -2,6 +2,7 @@ package discovery
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -316,7 +317,7 @@ func (b *Balancer) Endpoint(op string, f sd.Factory) endpoint.Endpoint {
 		h.outstanding.Add(1)
 		resp, err := e(ctx, request)
 		h.outstanding.Add(-1)
-		b.observe(h, CallerContext(ctx), err)
+		b.observe(h, Classify(ctx, err))
 		return resp, err
 	}
 }
@@ -366,12 +367,21 @@ func (b *Balancer) choose(candidates []*host) *host {
 	return candidates[i]
 }
 
-// observe judges one attempt with the lab's one rule (policy.Classify) against the caller's context: a
-// success or a business answer resets the instance's run of failures; a failure — transport error, 5xx,
-// 408, 429, a per-attempt timeout — extends it, and may eject it. The caller giving up counts for
-// nothing.
-func (b *Balancer) observe(h *host, callerCtx context.Context, err error) {
-	o := policy.Classify(callerCtx, err)
+// Classify judges one attempt for the instance (or version) that served it: the lab's one rule,
+// policy.Classify, against the caller's context (CallerContext), so that a per-attempt timeout is the
+// instance's failure while the caller giving up is not; and an attempt our side cancelled — a hedge's
+// losing copy — is cancelled, not failed.
+func Classify(attemptCtx context.Context, err error) policy.Outcome {
+	o := policy.Classify(CallerContext(attemptCtx), err)
+	if o == policy.Failure && errors.Is(attemptCtx.Err(), context.Canceled) {
+		return policy.Cancelled
+	}
+	return o
+}
+
+// observe records one attempt: a success or a business answer resets the instance's run of failures; a
+// failure — transport error, 5xx, 408, 429, a per-attempt timeout — extends it, and may eject it.
+func (b *Balancer) observe(h *host, o policy.Outcome) {
 	h.requests[o].Inc()
 	switch o {
 	case policy.Success, policy.Business:

@@ -484,3 +484,69 @@ func TestMetricsArePromlintClean(t *testing.T) {
 		t.Fatalf("%d ejection series, want 1", n)
 	}
 }
+
+func TestClassify(t *testing.T) {
+	caller := context.Background()
+	scoped := func(attempt context.Context) context.Context {
+		var inner context.Context
+		_, _ = Scope(func(ctx context.Context, _ any) (any, error) { inner = ctx; return nil, nil })(caller, nil)
+		// The attempt context derives from the scoped one, as a timeout or hedge policy's does.
+		return mergeValues(attempt, inner)
+	}
+	timedOut, cancel1 := context.WithTimeout(context.Background(), 0)
+	defer cancel1()
+	hedgeLoser, cancel2 := context.WithCancel(context.Background())
+	cancel2()
+	for _, tc := range []struct {
+		name string
+		ctx  context.Context
+		err  error
+		want policy.Outcome
+	}{
+		{"success", scoped(caller), nil, policy.Success},
+		{"business", scoped(caller), platform.NotFound("x"), policy.Business},
+		{"5xx", scoped(caller), platform.Errorf(503, "u", "x"), policy.Failure},
+		{"per-attempt timeout", scoped(timedOut), context.DeadlineExceeded, policy.Failure},
+		{"attempt cancelled by our side (hedge loser)", scoped(hedgeLoser), context.Canceled, policy.Cancelled},
+		{"no scope: the attempt's own deadline looks like the caller's", timedOut, context.DeadlineExceeded, policy.Cancelled},
+	} {
+		if got := Classify(tc.ctx, tc.err); got != tc.want {
+			t.Errorf("%s: %s, want %s", tc.name, got, tc.want)
+		}
+	}
+}
+
+// mergeValues is attempt with the scope value of scoped.
+func mergeValues(attempt, scoped context.Context) context.Context {
+	return context.WithValue(attempt, scopeKey{}, scopeFrom(scoped))
+}
+
+func TestHedgeGoesToAnotherInstanceAndItsLoserIsNotAFailure(t *testing.T) {
+	slow, fast := replicasInOrder(t)
+	slow.hang.Store(true)
+	cfg := pinnedLeastRequest()
+	bal := newTestBalancer(t, newTestInstancer(slow.url(), fast.url()), balancerOpts{cfg: cfg})
+	lc := linkConfig(5 * time.Second)
+	lc.HedgeDelay = 20 * time.Millisecond
+	link, err := resilience.NewLink("orders-catalog", lc, prometheus.NewRegistry(), resilience.WithHedgedOps("whoami"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer link.Close()
+	e := Policies(link.Policies())("whoami", true)(bal.Endpoint("whoami", whoamiFactory(nil)))
+	for i := 1; i <= 3; i++ {
+		if name, err := call(context.Background(), e); err != nil || name != fast.name {
+			t.Fatalf("call %d: %q, %v; want the hedge's answer from the other instance", i, name, err)
+		}
+		// The losing copy ends, so the next call's first attempt again goes to the slow instance.
+		eventually(t, 10*time.Second, "the losing copy ends", func() bool {
+			return testutil.ToFloat64(bal.m.requests.WithLabelValues(slow.url(), "cancelled")) == float64(i)
+		})
+	}
+	if slow.hits.Load() != 3 || fast.hits.Load() != 3 {
+		t.Fatalf("slow %d, fast %d attempts; want 3 first attempts and 3 hedges", slow.hits.Load(), fast.hits.Load())
+	}
+	if got := testutil.ToFloat64(bal.m.requests.WithLabelValues(slow.url(), "failure")); got != 0 {
+		t.Fatalf("the slow instance's failures = %v; a hedge's losing copy is not a failure", got)
+	}
+}

@@ -124,13 +124,32 @@ func TestRegistryOutageKeepsTheCachedSet(t *testing.T) {
 	if seen := reached(t, bal, 20); seen["c"] != 0 || c.hits.Load() != 0 {
 		t.Fatalf("the new instance was seen during the outage: %v", seen)
 	}
+	// A new caller starts while the registry is down: go-kit's own etcd client would block it in
+	// NewInstancer until the registry is back; ours gives up after its request timeout, and the
+	// balancer serves its seeds.
+	seed := newReplica(t, "seed")
+	lateClient := newRegistryClient(t, srv, 10*time.Second)
+	lateInstancer, err := NewInstancer(lateClient, "catalog", "v1", discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lateInstancer.Stop)
+	cfg := roundRobin()
+	cfg.Seeds = []string{seed.url()}
+	late := newTestBalancer(t, lateInstancer, balancerOpts{cfg: cfg})
+	if seen := reached(t, late, 2); seen["seed"] != 2 {
+		t.Fatalf("the caller started during the outage reached %v, want its seed", seen)
+	}
 
 	start := time.Now()
 	srv.Start()
-	eventually(t, 60*time.Second, "the new instance discovered once the registry is back", func() bool {
-		return instanceCount(bal) == 3
-	})
-	t.Logf("new instance in the balancer %s after the registry came back", time.Since(start))
+	for _, b := range []*Balancer{bal, late} {
+		eventually(t, 60*time.Second, "a, b and the new instance c discovered once the registry is back", func() bool {
+			s := b.Snapshot().Instances
+			return len(s) == 3 && s[0].Instance != seed.url() && s[1].Instance != seed.url() && s[2].Instance != seed.url()
+		})
+	}
+	t.Logf("new instance in the balancers %s after the registry came back", time.Since(start))
 	if seen := reached(t, bal, 30); seen["a"] == 0 || seen["b"] == 0 || seen["c"] == 0 {
 		t.Fatalf("after the outage calls reached %v, want a, b and c", seen)
 	}
@@ -155,33 +174,5 @@ func TestRegistrationComesBackAfterTheLeaseIsLost(t *testing.T) {
 	eventually(t, 30*time.Second, "registered again under a new lease", func() bool {
 		resp, err := admin.cli.Get(ctx, key)
 		return err == nil && len(resp.Kvs) == 1 && resp.Kvs[0].Lease != lease && string(resp.Kvs[0].Value) == a.url()
-	})
-}
-
-func TestInstancerStartsWhileTheRegistryIsDown(t *testing.T) {
-	srv := etcdtest.Start(t)
-	a := newReplica(t, "a")
-	register(t, srv, a, 10*time.Second)
-	srv.Stop()
-
-	// go-kit's own client would block here until the registry is back; ours gives up after its
-	// request timeout and the balancer serves its seeds.
-	c := newRegistryClient(t, srv, 10*time.Second)
-	inst, err := NewInstancer(c, "catalog", "v1", discardLogger())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(inst.Stop)
-	cfg := roundRobin()
-	seed := newReplica(t, "seed")
-	cfg.Seeds = []string{seed.url()}
-	bal := newTestBalancer(t, inst, balancerOpts{cfg: cfg})
-	if seen := reached(t, bal, 2); seen["seed"] != 2 {
-		t.Fatalf("calls reached %v, want the seed while the registry is down", seen)
-	}
-	srv.Start()
-	eventually(t, 60*time.Second, "the registry's set replaces the seed", func() bool {
-		s := bal.Snapshot().Instances
-		return len(s) == 1 && s[0].Instance == a.url()
 	})
 }

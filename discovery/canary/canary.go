@@ -154,7 +154,7 @@ func (r *Router) Endpoint(op string, f sd.Factory) endpoint.Endpoint {
 		v := discovery.Sticky(ctx, stickyVersion{}, func() version { return r.route(ctx) })
 		start := r.po.Clock.Now()
 		resp, err := targets[v](ctx, request)
-		r.observe(v, policy.Classify(discovery.CallerContext(ctx), err), r.po.Clock.Now().Sub(start))
+		r.observe(v, discovery.Classify(ctx, err), r.po.Clock.Now().Sub(start))
 		return resp, err
 	}
 }
