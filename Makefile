@@ -92,6 +92,20 @@ stack-up: images ## Start the shop stack (Toxiproxy on every link, NATS, broker)
 	done
 	@echo "gateway http://127.0.0.1:8080 · Toxiproxy API http://127.0.0.1:8474 · broker http://127.0.0.1:9292"
 
+# Named load profiles for `make load PROFILE=…` (docs/loadtest.md); LOAD_FLAGS adds loadgen flags.
+PROFILE          ?= steady
+PROFILE_steady   := constant:rate=50,d=30s
+PROFILE_ramp     := ramp:from=10,to=90,d=60s
+PROFILE_step     := step:from=20,step=20,every=10s,steps=4
+PROFILE_spike    := spike:base=30,peak=90,at=10s,for=5s,d=30s
+LOAD_OUT         ?= results/load-$(PROFILE)
+
+.PHONY: load
+load: ## Load the running stack (make stack-up) through its gateway: PROFILE=steady|ramp|step|spike, report in results/
+	@test -n "$(PROFILE_$(PROFILE))" || { echo "load: unknown PROFILE=$(PROFILE) (steady, ramp, step, spike)" >&2; exit 2; }
+	$(GO) run ./loadtest/cmd/loadgen --mix loadtest/mixes/shop.json --profile '$(PROFILE_$(PROFILE))' \
+	  --threshold 'p99<500ms' --threshold 'errors<1%' --out $(LOAD_OUT) $(LOAD_FLAGS)
+
 .PHONY: stack-down
 stack-down: ## Stop the shop stack and remove its volumes
 	$(COMPOSE) down -v --remove-orphans
