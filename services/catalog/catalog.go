@@ -37,6 +37,11 @@ type Config struct {
 	// Resilience is the server-side rate limit and shedding (CATALOG_RATE_LIMIT_*, CATALOG_SHED_*; see
 	// docs/patterns/README.md).
 	Resilience resilience.ServiceConfig
+	// Tracing is where spans go (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT; off by default).
+	Tracing platform.TracingConfig
+	// ServiceAuth is the service token every API call must carry (SERVICE_TOKEN_SECRET or
+	// SERVICE_TOKEN_SECRET_FILE; SERVICE_AUTH=off to run without; see docs/security.md). Zero: off.
+	ServiceAuth platform.ServiceAuth
 }
 
 // ConfigFromEnv reads the catalog's configuration; bad values are collected in env (see env.Err).
@@ -53,6 +58,8 @@ func ConfigFromEnv(env *platform.Env) Config {
 	}
 	cfg.Events = events.ConfigFromEnv(env)
 	cfg.Resilience = resilience.ServiceConfigFromEnv(env, "catalog")
+	cfg.Tracing = platform.TracingConfigFromEnv(env)
+	cfg.ServiceAuth = platform.ServiceAuthFromEnv(env)
 	for _, p := range cfg.problems() {
 		env.Fail("%s", p)
 	}
@@ -86,6 +93,10 @@ func (c Config) problems() []string {
 func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*platform.Service, io.Closer, error) {
 	if ps := cfg.problems(); len(ps) > 0 {
 		return nil, nil, fmt.Errorf("catalog config: %v", ps)
+	}
+	tracing, stopTracing, err := cfg.Tracing.NewTracerProvider("catalog")
+	if err != nil {
+		return nil, nil, err
 	}
 	st, err := openStore(ctx, cfg.DB)
 	if err != nil {
@@ -123,12 +134,16 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 			Logger:   logger,
 			Ready:    []platform.ReadyCheck{{Name: "db", Check: st.Ping}, relay.ReadyCheck()},
 			Extra:    map[string]http.Handler{resilience.DebugRoute: policies.DebugHandler()},
+			Auth:     cfg.ServiceAuth,
+			// Only the saga holds stock; the gateway and orders read products.
+			Callers: map[string][]string{"/reservations": {"orders"}, "/products": {"gateway", "orders"}},
+			Tracing: tracing,
 		}, &closer{close: func() error {
 			stopSweeper()
 			<-sweeper.done
 			relay.Close()
 			policies.Close()
-			return st.Close()
+			return errors.Join(st.Close(), platform.FlushTracing(stopTracing))
 		}}, nil
 }
 

@@ -464,7 +464,7 @@ func TestConfigFromEnv(t *testing.T) {
 	env := platform.EnvFrom(map[string]string{
 		"CATALOG_ADDR": "127.0.0.1:9999", "CATALOG_DB": "/tmp/x.db", "CATALOG_SEED": "false",
 		"CATALOG_SEED_STOCK": "5", "CATALOG_RESERVATION_TTL": "30s", "CATALOG_SWEEP_INTERVAL": "1s",
-		"LOG_LEVEL": "debug", "SHUTDOWN_TIMEOUT": "3s",
+		"LOG_LEVEL": "debug", "SHUTDOWN_TIMEOUT": "3s", "SERVICE_AUTH": "off",
 	})
 	cfg = ConfigFromEnv(env)
 	if err := env.Err(); err != nil {

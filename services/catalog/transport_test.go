@@ -54,6 +54,8 @@ func start(t *testing.T, env map[string]string) running {
 		"CATALOG_DB": filepath.Join(t.TempDir(), "catalog.db"),
 		// Sweeps happen only when a test asks for them with a short interval.
 		"CATALOG_SWEEP_INTERVAL": "1h",
+		// These tests call the API without service tokens; auth_test.go runs with them.
+		"SERVICE_AUTH": "off",
 	}
 	for k, v := range env {
 		vars[k] = v

@@ -60,6 +60,14 @@ type Config struct {
 
 	Now func() time.Time // nil = time.Now; tests inject a clock
 
+	// Tracing is where spans go (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT; off by default). Every
+	// answer carries the request's trace id in X-Trace-Id when it has one.
+	Tracing platform.TracingConfig
+	// ServiceAuth signs the service tokens the gateway's calls to catalog, orders and payments carry
+	// (SERVICE_TOKEN_SECRET or SERVICE_TOKEN_SECRET_FILE; SERVICE_AUTH=off to run without; see
+	// docs/security.md). The gateway's own API is public: it checks user tokens, not service tokens.
+	ServiceAuth platform.ServiceAuth
+
 	// linkOptions adds resilience options to a link (tests: a fake clock).
 	linkOptions map[string][]resilience.Option
 }
@@ -83,6 +91,8 @@ func ConfigFromEnv(env *platform.Env) Config {
 		DetailsPartTimeout:  env.Duration("GATEWAY_DETAILS_PART_TIMEOUT", 2*time.Second),
 		StaleCatalog:        env.Bool("GATEWAY_STALE_CATALOG", true),
 		Resilience:          resilience.ServiceConfigFromEnv(env, "gateway", LinkCatalog, LinkOrders, LinkPayments),
+		Tracing:             platform.TracingConfigFromEnv(env),
+		ServiceAuth:         platform.ServiceAuthFromEnv(env),
 	}
 	if err := cfg.validate(); err != nil {
 		env.Fail("%v", err)

@@ -10,7 +10,8 @@ import (
 )
 
 func TestConfigFromEnvDefaults(t *testing.T) {
-	env := platform.EnvFrom(map[string]string{})
+	// Service auth has no default: it needs a secret or SERVICE_AUTH=off.
+	env := platform.EnvFrom(map[string]string{"SERVICE_AUTH": "off"})
 	cfg := ConfigFromEnv(env)
 	if err := env.Err(); err != nil {
 		t.Fatalf("defaults are invalid: %v", err)
@@ -36,6 +37,7 @@ func TestConfigFromEnvReadsPolicies(t *testing.T) {
 		"GATEWAY_CATALOG_HEDGE_DELAY": "20ms", "GATEWAY_ORDERS_BREAKER": "off", "GATEWAY_PAYMENTS_TIMEOUT": "300ms",
 		"GATEWAY_SHED_MAX_IN_FLIGHT": "9", "GATEWAY_STALE_CATALOG": "false",
 		"GATEWAY_RATE_LIMIT_RPS": "5", "GATEWAY_RATE_LIMIT_BURST": "7", "GATEWAY_RATE_LIMIT_MAX_CLIENTS": "11",
+		"SERVICE_AUTH": "off",
 	})
 	cfg := ConfigFromEnv(env)
 	if err := env.Err(); err != nil {

@@ -33,6 +33,10 @@ func Open(_ context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Re
 	if err := cfg.validate(); err != nil {
 		return nil, nil, err
 	}
+	tracing, stopTracing, err := cfg.Tracing.NewTracerProvider("gateway")
+	if err != nil {
+		return nil, nil, err
+	}
 	policies, err := buildPolicies(cfg, reg)
 	if err != nil {
 		return nil, nil, err
@@ -41,15 +45,18 @@ func Open(_ context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Re
 		policies.Close()
 		return nil, nil, err
 	}
-	cat, err := catalogclient.New(cfg.CatalogURL, withLink(cfg.CatalogOptions, policies, LinkCatalog)...)
+	cat, err := catalogclient.New(cfg.CatalogURL, withLink(cfg.CatalogOptions, policies, LinkCatalog,
+		cfg.ServiceAuth.Client("gateway", "catalog"))...)
 	if err != nil {
 		return fail(fmt.Errorf("catalog client: %w", err))
 	}
-	ord, err := ordersclient.New(cfg.OrdersURL, withLink(cfg.OrdersOptions, policies, LinkOrders)...)
+	ord, err := ordersclient.New(cfg.OrdersURL, withLink(cfg.OrdersOptions, policies, LinkOrders,
+		cfg.ServiceAuth.Client("gateway", "orders"))...)
 	if err != nil {
 		return fail(fmt.Errorf("orders client: %w", err))
 	}
-	pay, err := paymentsclient.New(cfg.PaymentsURL, withLink(cfg.PaymentsOptions, policies, LinkPayments)...)
+	pay, err := paymentsclient.New(cfg.PaymentsURL, withLink(cfg.PaymentsOptions, policies, LinkPayments,
+		cfg.ServiceAuth.Client("gateway", "payments"))...)
 	if err != nil {
 		return fail(fmt.Errorf("payments client: %w", err))
 	}
@@ -57,13 +64,17 @@ func Open(_ context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Re
 	if err != nil {
 		return fail(err)
 	}
-	return svc, platform.CloserFunc(policies.Close), nil
+	svc.Tracing = tracing
+	return svc, platform.CloserFunc(func() error {
+		policies.Close()
+		return platform.FlushTracing(stopTracing)
+	}), nil
 }
 
-// withLink appends the link's policies to the configured client options without writing into the
-// caller's slice.
-func withLink(opts []platform.ClientOption, policies *resilience.Policies, link string) []platform.ClientOption {
-	return append(slices.Clip(opts), policies.Client(link))
+// withLink appends the link's policies and the service token of its callee to the configured client
+// options without writing into the caller's slice.
+func withLink(opts []platform.ClientOption, policies *resilience.Policies, link string, token platform.ClientOption) []platform.ClientOption {
+	return append(slices.Clip(opts), policies.Client(link), token)
 }
 
 // buildPolicies builds cfg.Resilience for the gateway: the server-side rate limit is the RateLimit*

@@ -27,6 +27,11 @@ type Config struct {
 	// Events is the consumer's broker and pacing (NATS_URL, EVENTS_*; see events.Config). Without
 	// NATS_URL nothing is consumed.
 	Events events.Config
+	// Tracing is where spans go (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT; off by default).
+	Tracing platform.TracingConfig
+	// ServiceAuth is the service token every API call must carry (SERVICE_TOKEN_SECRET or
+	// SERVICE_TOKEN_SECRET_FILE; SERVICE_AUTH=off to run without; see docs/security.md). Zero: off.
+	ServiceAuth platform.ServiceAuth
 }
 
 // ConsumerName is the durable consumer of the order events, and names its dead-letter subject.
@@ -40,6 +45,8 @@ func ConfigFromEnv(env *platform.Env) Config {
 		ShutdownTimeout: env.Duration("SHUTDOWN_TIMEOUT", 10*time.Second),
 		LogLevel:        env.LogLevel("LOG_LEVEL", slog.LevelInfo),
 		Events:          events.ConfigFromEnv(env),
+		Tracing:         platform.TracingConfigFromEnv(env),
+		ServiceAuth:     platform.ServiceAuthFromEnv(env),
 	}
 	for _, p := range cfg.problems() {
 		env.Fail("%s", p)
@@ -65,6 +72,10 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 	if ps := cfg.problems(); len(ps) > 0 {
 		return nil, nil, fmt.Errorf("notifications config: %v", ps)
 	}
+	tracing, stopTracing, err := cfg.Tracing.NewTracerProvider("notifications")
+	if err != nil {
+		return nil, nil, err
+	}
 	st, err := openStore(ctx, cfg.DB)
 	if err != nil {
 		return nil, nil, err
@@ -76,7 +87,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 	}
 	consumer, err := events.StartConsumer(ctx, cfg.Events, events.ConsumerOptions{
 		Name: ConsumerName, Stream: events.StreamOrders, Subjects: []string{"orders.>"},
-		Handle: svc.handle, Applied: svc.applied, DB: st.write, Logger: logger, Registry: reg,
+		Handle: svc.handle, Applied: svc.applied, DB: st.write, Logger: logger, Registry: reg, Tracing: tracing,
 	})
 	if err != nil {
 		st.Close()
@@ -88,13 +99,19 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 		Registry: reg,
 		Logger:   logger,
 		Ready:    []platform.ReadyCheck{{Name: "db", Check: st.Ping}, consumer.ReadyCheck()},
-	}, consumerAndStore{consumer, st}, nil
+		Auth:     cfg.ServiceAuth,
+		Callers:  map[string][]string{"/notifications": {"gateway"}},
+		Tracing:  tracing,
+	}, consumerAndStore{consumer, st, stopTracing}, nil
 }
 
-// consumerAndStore stops the consumer, then closes the store it writes.
+// consumerAndStore stops the consumer, then closes the store it writes and flushes the spans.
 type consumerAndStore struct {
-	consumer *events.Consumer
-	store    *store
+	consumer    *events.Consumer
+	store       *store
+	stopTracing func(context.Context) error
 }
 
-func (c consumerAndStore) Close() error { return errors.Join(c.consumer.Close(), c.store.Close()) }
+func (c consumerAndStore) Close() error {
+	return errors.Join(c.consumer.Close(), c.store.Close(), platform.FlushTracing(c.stopTracing))
+}

@@ -32,7 +32,8 @@ type running struct {
 // start runs the service as its main does (ConfigFromEnv → Open → Handler) behind httptest.
 func start(t *testing.T, vars map[string]string) running {
 	t.Helper()
-	all := map[string]string{"NOTIFICATIONS_DB": filepath.Join(t.TempDir(), "notifications.db")}
+	// The tests call the API without service tokens.
+	all := map[string]string{"NOTIFICATIONS_DB": filepath.Join(t.TempDir(), "notifications.db"), "SERVICE_AUTH": "off"}
 	for k, v := range vars {
 		all[k] = v
 	}

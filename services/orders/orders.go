@@ -5,6 +5,7 @@ package orders
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -56,6 +57,12 @@ type Config struct {
 	// (ORDERS_CATALOG_*, ORDERS_PAYMENTS_*) and the server-side rate limit and shedding (ORDERS_RATE_LIMIT_*,
 	// ORDERS_SHED_*); see docs/patterns/README.md.
 	Resilience resilience.ServiceConfig
+	// Tracing is where spans go (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT; off by default).
+	Tracing platform.TracingConfig
+	// ServiceAuth is the service token every API call must carry, and the one orders' own calls to
+	// catalog and payments carry (SERVICE_TOKEN_SECRET or SERVICE_TOKEN_SECRET_FILE; SERVICE_AUTH=off to
+	// run without; see docs/security.md). Zero: off.
+	ServiceAuth platform.ServiceAuth
 
 	// catalog and payments, when set, replace the typed clients (unit tests use in-memory fakes).
 	catalog  Catalog
@@ -82,6 +89,8 @@ func ConfigFromEnv(env *platform.Env) Config {
 	cfg.PendingPaymentRetryMax = env.Duration("ORDERS_PENDING_PAYMENT_RETRY_MAX", DefaultPendingPaymentRetryMax)
 	cfg.Events = events.ConfigFromEnv(env)
 	cfg.Resilience = resilience.ServiceConfigFromEnv(env, "orders", LinkCatalog, LinkPayments)
+	cfg.Tracing = platform.TracingConfigFromEnv(env)
+	cfg.ServiceAuth = platform.ServiceAuthFromEnv(env)
 	for _, p := range cfg.problems() {
 		env.Fail("%s", p)
 	}
@@ -148,6 +157,8 @@ type app struct {
 	store    *store
 	relay    *events.Relay
 	policies *resilience.Policies
+	// stopTracing flushes the spans still buffered (see platform.TracingConfig).
+	stopTracing func(context.Context) error
 
 	stop     context.CancelFunc
 	resuming sync.WaitGroup
@@ -164,13 +175,18 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	tracing, stopTracing, err := cfg.Tracing.NewTracerProvider("orders")
+	if err != nil {
+		return nil, err
+	}
 	policies, err := cfg.Resilience.Build(reg, nil)
 	if err != nil {
 		return nil, err
 	}
 	cat, pay := cfg.catalog, cfg.payments
 	if cat == nil {
-		c, err := catalogclient.New(cfg.CatalogURL, append(cfg.CatalogOptions, policies.Client(LinkCatalog))...)
+		c, err := catalogclient.New(cfg.CatalogURL, append(cfg.CatalogOptions, policies.Client(LinkCatalog),
+			cfg.ServiceAuth.Client("orders", "catalog"))...)
 		if err != nil {
 			policies.Close()
 			return nil, fmt.Errorf("catalog client: %w", err)
@@ -178,7 +194,8 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 		cat = c
 	}
 	if pay == nil {
-		c, err := paymentsclient.New(cfg.PaymentsURL, append(cfg.PaymentsOptions, policies.Client(LinkPayments))...)
+		c, err := paymentsclient.New(cfg.PaymentsURL, append(cfg.PaymentsOptions, policies.Client(LinkPayments),
+			cfg.ServiceAuth.Client("orders", "payments"))...)
 		if err != nil {
 			policies.Close()
 			return nil, fmt.Errorf("payments client: %w", err)
@@ -212,15 +229,19 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 			Logger:   logger,
 			Ready:    []platform.ReadyCheck{{Name: "db", Check: st.ping}, relay.ReadyCheck()},
 			Extra:    map[string]http.Handler{resilience.DebugRoute: policies.DebugHandler()},
+			Auth:     cfg.ServiceAuth,
+			Callers:  map[string][]string{"/orders": {"gateway"}},
+			Tracing:  tracing,
 		},
-		policies:  policies,
-		service:   svc,
-		saga:      sg,
-		resumer:   &resumer{saga: sg, now: cfg.Now, interval: cfg.ResumeInterval, grace: cfg.ResumeGrace},
-		store:     st,
-		stop:      stop,
-		firstPass: make(chan struct{}),
-		relay:     relay,
+		stopTracing: stopTracing,
+		policies:    policies,
+		service:     svc,
+		saga:        sg,
+		resumer:     &resumer{saga: sg, now: cfg.Now, interval: cfg.ResumeInterval, grace: cfg.ResumeGrace},
+		store:       st,
+		stop:        stop,
+		firstPass:   make(chan struct{}),
+		relay:       relay,
 	}
 	a.resuming.Add(1)
 	go func() {
@@ -239,7 +260,7 @@ func (a *app) Close() error {
 		a.saga.close()
 		a.relay.Close()
 		a.policies.Close()
-		a.err = a.store.Close()
+		a.err = errors.Join(a.store.Close(), platform.FlushTracing(a.stopTracing))
 	})
 	return a.err
 }

@@ -718,7 +718,8 @@ func TestPlaceOrderValidation(t *testing.T) {
 }
 
 func TestConfigFromEnv(t *testing.T) {
-	env := platform.EnvFrom(map[string]string{})
+	// Service auth has no default: it needs a secret or SERVICE_AUTH=off.
+	env := platform.EnvFrom(map[string]string{"SERVICE_AUTH": "off"})
 	cfg := ConfigFromEnv(env)
 	if err := env.Err(); err != nil {
 		t.Fatalf("defaults: %v", err)

@@ -88,7 +88,7 @@ func TestPaymentChangesWriteOutboxEvents(t *testing.T) {
 func TestOpenPublishesPaymentsEvents(t *testing.T) {
 	broker := natstest.Start(t)
 	env := platform.EnvFrom(map[string]string{"PAYMENTS_DB": filepath.Join(t.TempDir(), "payments.db"),
-		"NATS_URL": broker.URL(), "EVENTS_RELAY_INTERVAL": "20ms"})
+		"NATS_URL": broker.URL(), "EVENTS_RELAY_INTERVAL": "20ms", "SERVICE_AUTH": "off"})
 	cfg := ConfigFromEnv(env)
 	if err := env.Err(); err != nil {
 		t.Fatal(err)

@@ -4,6 +4,7 @@ package payments
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
@@ -36,6 +37,11 @@ type Config struct {
 	// Resilience is the server-side rate limit and shedding (PAYMENTS_RATE_LIMIT_*, PAYMENTS_SHED_*; see
 	// docs/patterns/README.md).
 	Resilience resilience.ServiceConfig
+	// Tracing is where spans go (OTEL_TRACES_EXPORTER, OTEL_EXPORTER_OTLP_ENDPOINT; off by default).
+	Tracing platform.TracingConfig
+	// ServiceAuth is the service token every API call must carry (SERVICE_TOKEN_SECRET or
+	// SERVICE_TOKEN_SECRET_FILE; SERVICE_AUTH=off to run without; see docs/security.md). Zero: off.
+	ServiceAuth platform.ServiceAuth
 }
 
 // Defaults of Config.
@@ -57,6 +63,8 @@ func ConfigFromEnv(env *platform.Env) Config {
 	}
 	cfg.Events = events.ConfigFromEnv(env)
 	cfg.Resilience = resilience.ServiceConfigFromEnv(env, "payments")
+	cfg.Tracing = platform.TracingConfigFromEnv(env)
+	cfg.ServiceAuth = platform.ServiceAuthFromEnv(env)
 	if cfg.DeclineOverCents < 0 {
 		env.Fail("PAYMENTS_DECLINE_OVER_CENTS=%d: want a non-negative number of cents", cfg.DeclineOverCents)
 	}
@@ -67,6 +75,10 @@ func ConfigFromEnv(env *platform.Env) Config {
 // HTTP handler. The io.Closer closes the database; call it after the server has stopped.
 func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Registry) (*platform.Service, io.Closer, error) {
 	metrics, err := newDomainMetrics(reg)
+	if err != nil {
+		return nil, nil, err
+	}
+	tracing, stopTracing, err := cfg.Tracing.NewTracerProvider("payments")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -93,8 +105,12 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 			Logger:   logger,
 			Ready:    []platform.ReadyCheck{{Name: "db", Check: st.Ping}, relay.ReadyCheck()},
 			Extra:    map[string]http.Handler{resilience.DebugRoute: policies.DebugHandler()},
+			Auth:     cfg.ServiceAuth,
+			// Only the saga charges and refunds; the gateway reads a customer's payment.
+			Callers: map[string][]string{"/payments": {"orders"}, "GET /payments": {"orders", "gateway"}},
+			Tracing: tracing,
 		}, platform.CloserFunc(func() error {
 			policies.Close()
-			return closer.Close()
+			return errors.Join(closer.Close(), platform.FlushTracing(stopTracing))
 		}), nil
 }

@@ -389,7 +389,8 @@ func TestOpenFailsOnAnUnusableDatabase(t *testing.T) {
 }
 
 func TestConfigFromEnv(t *testing.T) {
-	env := platform.EnvFrom(map[string]string{})
+	// Service auth has no default: it needs a secret or SERVICE_AUTH=off.
+	env := platform.EnvFrom(map[string]string{"SERVICE_AUTH": "off"})
 	cfg := payments.ConfigFromEnv(env)
 	if err := env.Err(); err != nil {
 		t.Fatal(err)
@@ -401,7 +402,7 @@ func TestConfigFromEnv(t *testing.T) {
 
 	env = platform.EnvFrom(map[string]string{
 		"PAYMENTS_ADDR": "127.0.0.1:9000", "PAYMENTS_DB": "/tmp/p.db", "PAYMENTS_DECLINE_OVER_CENTS": "250",
-		"LOG_LEVEL": "debug", "SHUTDOWN_TIMEOUT": "3s",
+		"LOG_LEVEL": "debug", "SHUTDOWN_TIMEOUT": "3s", "SERVICE_AUTH": "off",
 	})
 	cfg = payments.ConfigFromEnv(env)
 	if err := env.Err(); err != nil {

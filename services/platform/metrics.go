@@ -46,7 +46,7 @@ func (m *HTTPMetrics) Middleware(next http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		defer func() {
 			m.inFlight.Dec()
-			route := r.Pattern
+			route := routePattern(r)
 			if route == "" {
 				route = "unmatched"
 			}

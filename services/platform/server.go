@@ -84,8 +84,12 @@ func (s *Service) buildHandler() http.Handler {
 		mux.Handle(pattern, h)
 	}
 	api := s.API
-	if s.Auth.Enabled() {
+	switch {
+	case s.Auth.Enabled():
 		api = s.Auth.RequireServiceToken(s.Name, s.Callers, api)
+	case s.Callers != nil:
+		// A service that names its callers expects tokens: say loudly that it is not checking them.
+		s.Logger.Warn("service authentication is off (SERVICE_AUTH=off): the API answers calls without a service token")
 	}
 	mux.Handle("/", api)
 	metrics := NewHTTPMetrics(s.Registry, s.Name)

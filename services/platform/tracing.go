@@ -9,6 +9,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
@@ -129,7 +130,7 @@ func (c TracingConfig) NewTracerProvider(service string) (tp trace.TracerProvide
 func tracing(tp trace.TracerProvider, next http.Handler) http.Handler {
 	tracer := tp.Tracer(tracerName)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		ctx := traceContext.Extract(r.Context(), propagation.HeaderCarrier(r.Header))
+		ctx := traceContext.Extract(withRouteHolder(r.Context()), propagation.HeaderCarrier(r.Header))
 		ctx, span := tracer.Start(ctx, r.Method, trace.WithSpanKind(trace.SpanKindServer))
 		defer span.End()
 		if sc := span.SpanContext(); sc.HasTraceID() {
@@ -144,14 +145,14 @@ func tracing(tp trace.TracerProvider, next http.Handler) http.Handler {
 		sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
 		r = r.WithContext(ctx)
 		next.ServeHTTP(sw, r)
-		// The mux sets the pattern on the request it was handed, which is r: known only now.
-		if r.Pattern != "" {
-			name := r.Pattern
+		// The route is known only once a mux matched it.
+		if pattern := routePattern(r); pattern != "" {
+			name := pattern
 			if !strings.HasPrefix(name, r.Method+" ") {
 				name = r.Method + " " + name
 			}
 			span.SetName(name)
-			span.SetAttributes(semconv.HTTPRouteKey.String(strings.TrimPrefix(r.Pattern, r.Method+" ")))
+			span.SetAttributes(semconv.HTTPRouteKey.String(strings.TrimPrefix(pattern, r.Method+" ")))
 		}
 		span.SetAttributes(semconv.HTTPResponseStatusCodeKey.Int(sw.status))
 		if sw.status >= 500 {
@@ -211,4 +212,12 @@ func WithTraceParent(ctx context.Context, traceparent string) context.Context {
 		return ctx
 	}
 	return traceContext.Extract(ctx, propagation.MapCarrier{"traceparent": traceparent})
+}
+
+// FlushTracing runs the shutdown NewTracerProvider returned, giving the exporter at most 5 s to send
+// what it still holds: a collector that is down must not hold up a service's exit.
+func FlushTracing(shutdown func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return shutdown(ctx)
 }

@@ -285,3 +285,32 @@ func TestLogsCarryTheTraceID(t *testing.T) {
 		t.Errorf("log line %s lacks the trace id", buf.String())
 	}
 }
+
+// TestRouteSurvivesACopiedRequest: a handler that hands the service's JSONMux a copy of the request (as
+// the gateway's token check does) still leaves the matched route on the server span and the metrics.
+func TestRouteSurvivesACopiedRequest(t *testing.T) {
+	tp, exp := recorder(t)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /things/{id}", func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusNoContent) })
+	api := platform.JSONMux(mux)
+	type key struct{}
+	copying := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		api.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), key{}, "x")))
+	})
+	srv := tracedService(t, tp, copying)
+	resp, err := http.Get(srv.URL + "/things/1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	spanNamed(t, waitSpans(t, exp, 1), "GET /things/{id}")
+	resp, err = http.Get(srv.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	if want := `route="GET /things/{id}"`; !strings.Contains(string(body), want) {
+		t.Errorf("metrics lack %s", want)
+	}
+}
