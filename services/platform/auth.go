@@ -3,6 +3,7 @@ package platform
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"slices"
@@ -83,6 +84,17 @@ func ServiceAuthFromEnv(env *Env) ServiceAuth {
 	}
 	return a
 }
+
+// String describes a without its secret, so a Config printed with %v or logged never shows the key.
+func (a ServiceAuth) String() string {
+	if !a.Enabled() {
+		return "service auth off"
+	}
+	return fmt.Sprintf("service auth on (%d-byte secret, tokens live %s)", len(a.Secret), a.ttl())
+}
+
+// LogValue is String for slog.
+func (a ServiceAuth) LogValue() slog.Value { return slog.StringValue(a.String()) }
 
 // Enabled reports whether tokens are minted and required.
 func (a ServiceAuth) Enabled() bool { return len(a.Secret) > 0 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"crypto/rsa"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -294,5 +295,20 @@ func TestTypedClientSendsItsServiceToken(t *testing.T) {
 	err = call(platform.ServiceAuth{}.Client("orders", "catalog"))
 	if e, ok := platform.AsError(err); !ok || e.Status != 401 {
 		t.Fatalf("auth off on the client only: %v, want 401 from the server", err)
+	}
+}
+
+func TestServiceAuthNeverPrintsItsSecret(t *testing.T) {
+	type config struct {
+		Addr string
+		Auth platform.ServiceAuth
+	}
+	cfg := config{Addr: ":8081", Auth: platform.ServiceAuth{Secret: []byte(testServiceSecret)}}
+	var logged strings.Builder
+	slog.New(slog.NewJSONHandler(&logged, nil)).Info("config", "auth", cfg.Auth)
+	for _, out := range []string{fmt.Sprintf("%v", cfg), fmt.Sprintf("%+v", cfg), logged.String()} {
+		if strings.Contains(out, testServiceSecret) || !strings.Contains(out, "service auth on") {
+			t.Errorf("printed %q", out)
+		}
 	}
 }
