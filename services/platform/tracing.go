@@ -163,11 +163,17 @@ func tracing(tp trace.TracerProvider, next http.Handler) http.Handler {
 
 // clientSpan starts the client span of one outgoing request and writes its trace context into the
 // request's headers. The provider is tp, or else the one of the caller's span, so a typed client needs
-// no tracing setup of its own: inside a traced request its calls are traced.
+// no tracing setup of its own: inside a traced request its calls are traced. When nothing would record
+// the span, none is started (nil) and the caller's trace context, if any, is passed on as it is.
 func clientSpan(tp trace.TracerProvider, r *http.Request) (*http.Request, trace.Span) {
 	ctx := r.Context()
 	if tp == nil {
-		tp = trace.SpanFromContext(ctx).TracerProvider()
+		parent := trace.SpanFromContext(ctx)
+		if !parent.IsRecording() {
+			traceContext.Inject(ctx, propagation.HeaderCarrier(r.Header))
+			return r, nil
+		}
+		tp = parent.TracerProvider()
 	}
 	ctx, span := tp.Tracer(tracerName).Start(ctx, "HTTP "+r.Method, trace.WithSpanKind(trace.SpanKindClient))
 	if span.IsRecording() {
@@ -179,8 +185,11 @@ func clientSpan(tp trace.TracerProvider, r *http.Request) (*http.Request, trace.
 	return r, span
 }
 
-// endClientSpan records how the request went on span and ends it.
+// endClientSpan records how the request went on span (nil: none) and ends it.
 func endClientSpan(span trace.Span, resp *http.Response, err error) {
+	if span == nil {
+		return
+	}
 	if span.IsRecording() {
 		switch {
 		case err != nil:
