@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/resilience-lab/lab/loadtest/mixfile"
 	"github.com/resilience-lab/lab/loadtest/plot"
 	"github.com/resilience-lab/lab/loadtest/report"
+	"github.com/resilience-lab/lab/scenarios/fault"
 )
 
 const (
@@ -52,6 +54,8 @@ type config struct {
 	out         string
 	title       string
 	progress    string
+	faults      []string // --fault values, each one or more ';'-separated specs
+	toxiproxy   string
 }
 
 func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -59,7 +63,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*co
 	fs.SetOutput(stderr)
 	c := &config{}
 	var profile string
-	var thresholds, annotations repeated
+	var thresholds, annotations, faults repeated
 	fs.StringVar(&c.target, "target", "", "base URL of the target (default $LOADGEN_TARGET, else "+defaultTarget+")")
 	fs.BoolVar(&c.allowRemote, "allow-remote", false, "allow a target that is not loopback (refused by default)")
 	fs.StringVar(&c.mixPath, "mix", "", "request mix file, JSON (required), e.g. loadtest/mixes/shop.json")
@@ -69,6 +73,8 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*co
 	fs.DurationVar(&c.timeout, "timeout", loadtest.DefaultTimeout, "per-request timeout, body included")
 	fs.Var(&thresholds, "threshold", "pass/fail criterion, repeatable: p50|p90|p95|p99|max|mean<300ms, errors<1%, dropped<0.1%, rate>=500")
 	fs.Var(&annotations, "annotate", "shade a window in the report charts, repeatable: LABEL@FROM-TO, e.g. 'payments slow@30s-60s' (marks only; injects nothing)")
+	fs.Var(&faults, "fault", "inject a fault during the run, repeatable or ';'-separated: TARGET:FAULT[=VALUE][,OPTION=VALUE…][@FROM[-TO]],\ne.g. 'payments:latency=500ms@30s-60s', 'orders-catalog:down@10s-20s', 'payments:kill@5s-15s' (docs/loadtest.md)")
+	fs.StringVar(&c.toxiproxy, "toxiproxy", "", "Toxiproxy API of the stack, for --fault (default $LOADGEN_TOXIPROXY, else "+defaultToxiproxy+")")
 	fs.StringVar(&c.out, "out", "", "directory to write results.json and report.html to")
 	fs.StringVar(&c.title, "title", "", "report title (default: mix and profile)")
 	fs.StringVar(&c.progress, "progress", "auto", "progress on stderr: auto (rewrite one line on a terminal, else a line per second), line, off")
@@ -114,6 +120,21 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*co
 		}
 		c.windows = append(c.windows, w)
 	}
+	if len(faults) > 0 {
+		if err := checkFaults(faults, c.profile.Duration()); err != nil {
+			return nil, err
+		}
+		c.faults = faults
+		if c.toxiproxy == "" {
+			c.toxiproxy = getenv("LOADGEN_TOXIPROXY")
+		}
+		if c.toxiproxy == "" {
+			c.toxiproxy = defaultToxiproxy
+		}
+		if _, err := loadtest.ParseTarget(c.toxiproxy, c.allowRemote); err != nil {
+			return nil, fmt.Errorf("--toxiproxy: %w", err)
+		}
+	}
 	switch c.progress {
 	case "auto", "line", "off":
 	default:
@@ -153,6 +174,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return exitUsage
 	}
 	base, _ := loadtest.ParseTarget(c.target, c.allowRemote) // checked in parseArgs
+	// Faults are checked against the stack before anything is sent; they go on only during the run.
+	var faults *faultSetup
+	if len(c.faults) > 0 {
+		var code int
+		if faults, code, err = setupFaults(ctx, c, getenv); err != nil {
+			fmt.Fprintln(stderr, "loadgen:", err)
+			return code
+		}
+		defer faults.close()
+	}
 	client := loadtest.NewClient(c.maxInFlight)
 	setupClient := &http.Client{Transport: client.Transport, Timeout: c.timeout, CheckRedirect: client.CheckRedirect}
 	mix, err := mf.Build(ctx, base, setupClient)
@@ -170,15 +201,37 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	fmt.Fprintf(stderr, "loadgen: %s → %s, profile %s (%s), max in flight %d\n",
 		mixName, base, c.profile.Spec, c.profile.Duration(), c.maxInFlight)
 
-	res, err := loadtest.Run(ctx, loadtest.Options{
+	// A failing fault stops the run through runCtx; Ctrl-C stops it through ctx.
+	runCtx, stopRun := context.WithCancelCause(ctx)
+	defer stopRun(nil)
+	var actions []loadtest.Action
+	if faults != nil {
+		actions = faults.actions(stopRun)
+		for _, s := range faults.schedule.Steps() {
+			fmt.Fprintf(stderr, "loadgen: fault %s at %s–%s\n", s.Fault.Name(), s.From, stepEnd(s, c.profile.Duration()))
+		}
+		faults.schedule.Start(time.Now()) // event offsets count from here, as the run's seconds do
+	}
+	res, err := loadtest.Run(runCtx, loadtest.Options{
 		Profile:     c.profile,
 		Mix:         mix,
 		MaxRequests: c.maxRequests,
 		MaxInFlight: c.maxInFlight,
 		Timeout:     c.timeout,
 		Client:      client,
+		Actions:     actions,
 		Progress:    progressPrinter(c.progress, stderr, tty),
 	})
+	var faultErr, rollbackErr error
+	if runCtx.Err() != nil && ctx.Err() == nil {
+		faultErr = context.Cause(runCtx)
+	}
+	rolledBack := 0
+	if faults != nil {
+		before := len(faults.schedule.Events())
+		rollbackErr = faults.rollback()
+		rolledBack = len(faults.schedule.Events()) - before
+	}
 	if err != nil {
 		fmt.Fprintln(stderr, "loadgen:", err)
 		return exitUsage
@@ -188,22 +241,41 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	if title == "" {
 		title = fmt.Sprintf("loadgen: %s, %s", mixName, c.profile.Spec)
 	}
-	data := report.Data{
+	out := outputs{Data: report.Data{
 		Title: title, Target: base.String(), Mix: mixName, Command: commandLine(args),
 		Result: res, Thresholds: results, Windows: c.windows,
+	}}
+	if faults != nil {
+		out.Faults = faults.schedule.Events()
+		out.Windows = append(out.Windows, faultWindows(out.Faults, res.SpanSeconds)...)
+		if faults.toxiproxy != nil {
+			out.Toxiproxy = faults.toxiproxy.String()
+		}
 	}
-	printSummary(stdout, data)
+	printSummary(stdout, out.Data)
+	printFaultEvents(stdout, out.Faults)
 
 	code := exitOK
 	if !pass {
 		code = exitThresholds
 	}
-	if res.Canceled {
+	switch {
+	case faultErr != nil:
+		fmt.Fprintf(stderr, "loadgen: %v; the run was stopped, results are partial\n", faultErr)
+		code = exitFailed
+	case res.Canceled:
 		fmt.Fprintln(stderr, "loadgen: interrupted; results are partial")
 		code = exitFailed
 	}
+	if rollbackErr != nil {
+		fmt.Fprintf(stderr, "loadgen: rolling back the faults failed, some may still be on (check %s/proxies and `docker ps -a`): %v\n",
+			out.Toxiproxy, rollbackErr)
+		code = exitFailed
+	} else if rolledBack > 0 {
+		fmt.Fprintf(stderr, "loadgen: took back %d fault(s) still on at the end\n", rolledBack)
+	}
 	if c.out != "" {
-		if err := writeOutputs(c.out, data); err != nil {
+		if err := writeOutputs(c.out, out); err != nil {
 			fmt.Fprintln(stderr, "loadgen: writing results:", err)
 			return exitFailed
 		}
@@ -212,25 +284,46 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	return code
 }
 
-func writeOutputs(dir string, d report.Data) error {
+// outputs is what results.json holds: the report's data and, for a run with --fault, where the faults
+// acted and what they did, as it happened.
+type outputs struct {
+	report.Data
+	Toxiproxy string        `json:"toxiproxy,omitempty"`
+	Faults    []fault.Event `json:"faults,omitempty"`
+}
+
+func writeOutputs(dir string, o outputs) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	write := func(name string, fn func(io.Writer, report.Data) error) error {
+	write := func(name string, fn func(io.Writer) error) error {
 		f, err := os.Create(filepath.Join(dir, name))
 		if err != nil {
 			return err
 		}
-		if err := fn(f, d); err != nil {
+		if err := fn(f); err != nil {
 			f.Close()
 			return err
 		}
 		return f.Close()
 	}
-	if err := write("results.json", report.WriteJSON); err != nil {
+	err := write("results.json", func(w io.Writer) error {
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ") // as report.WriteJSON
+		return enc.Encode(o)
+	})
+	if err != nil {
 		return err
 	}
-	return write("report.html", report.WriteHTML)
+	return write("report.html", func(w io.Writer) error { return report.WriteHTML(w, o.Data) })
+}
+
+// stepEnd describes when a step goes off.
+func stepEnd(s fault.Step, profile time.Duration) string {
+	if s.To == 0 {
+		return profile.String() + " (the end)"
+	}
+	return s.To.String()
 }
 
 func commandLine(args []string) string {
