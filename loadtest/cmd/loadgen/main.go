@@ -5,8 +5,15 @@
 //	loadgen --mix loadtest/mixes/shop.json --profile ramp:from=10,to=200,d=60s \
 //	        --threshold 'p99<300ms' --threshold 'errors<1%' --out out/shop
 //
+// --fault injects faults into the compose stack during the run (Toxiproxy toxics on its links, or its
+// containers stopped, killed, paused or restarted) and always takes them back:
+//
+//	loadgen --mix loadtest/mixes/shop.json --profile constant:rate=40,d=30s \
+//	        --fault 'payments:latency=500ms@10s-20s' --out out/fault
+//
 // Exit codes: 0 run done and thresholds passed; 1 a threshold was violated; 2 usage or configuration
-// error (nothing was sent); 3 the run could not be done (token, setup, output, interrupted).
+// error (nothing was sent); 3 the run could not be done (token, setup, Toxiproxy or Docker unreachable, a
+// fault that failed to go on or off or to be rolled back, output, interrupted).
 package main
 
 import (
