@@ -268,8 +268,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		code = exitFailed
 	}
 	if rollbackErr != nil {
-		fmt.Fprintf(stderr, "loadgen: rolling back the faults failed, some may still be on (check %s/proxies and `docker ps -a`): %v\n",
-			out.Toxiproxy, rollbackErr)
+		where := "`docker ps -a`"
+		if out.Toxiproxy != "" {
+			where = out.Toxiproxy + "/proxies and " + where
+		}
+		fmt.Fprintf(stderr, "loadgen: rolling back the faults failed, some may still be on (check %s): %v\n", where, rollbackErr)
 		code = exitFailed
 	} else if rolledBack > 0 {
 		fmt.Fprintf(stderr, "loadgen: took back %d fault(s) still on at the end\n", rolledBack)
