@@ -419,3 +419,26 @@ func TestFaultWindows(t *testing.T) {
 		t.Errorf("windows %+v, want %+v", got, want)
 	}
 }
+
+// TestFailedRollbackExitsThree makes the Toxiproxy refuse to remove toxics: the run says so and fails.
+func TestFailedRollbackExitsThree(t *testing.T) {
+	upstream := healthz()
+	defer upstream.Close()
+	refuseRemoval := func(next http.Handler) http.Handler {
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method == http.MethodDelete && strings.Contains(r.URL.Path, "/toxics/") {
+				http.Error(w, `{"error":"removal refused by the test","status":500}`, http.StatusInternalServerError)
+				return
+			}
+			next.ServeHTTP(w, r)
+		})
+	}
+	tp := startToxiproxy(t, "gateway-payments", upstream, refuseRemoval)
+	code, out, errOut := runCLI(t, noEnv, "--target", tp.target(), "--mix", trivialMix,
+		"--profile", "constant:rate=10,d=1s", "--fault", "gateway-payments:latency=10ms",
+		"--toxiproxy", tp.api.URL, "--progress", "off")
+	if code != exitFailed || !strings.Contains(errOut, "rolling back the faults failed, some may still be on (check "+tp.api.URL+"/proxies") ||
+		!strings.Contains(errOut, "removal refused by the test") {
+		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailed, out, errOut)
+	}
+}
