@@ -101,10 +101,10 @@ PROFILE_spike    := spike:base=30,peak=90,at=10s,for=5s,d=30s
 LOAD_OUT         ?= results/load-$(PROFILE)
 
 .PHONY: load
-load: ## Load the running stack (make stack-up) through its gateway: PROFILE=steady|ramp|step|spike, report in results/
+load: ## Load the running stack through its gateway: PROFILE=steady|ramp|step|spike, FAULT='payments:latency=500ms@10s-20s'; report in results/
 	@test -n "$(PROFILE_$(PROFILE))" || { echo "load: unknown PROFILE=$(PROFILE) (steady, ramp, step, spike)" >&2; exit 2; }
 	$(GO) run ./loadtest/cmd/loadgen --mix loadtest/mixes/shop.json --profile '$(PROFILE_$(PROFILE))' \
-	  --threshold 'p99<500ms' --threshold 'errors<1%' --out $(LOAD_OUT) $(LOAD_FLAGS)
+	  --threshold 'p99<500ms' --threshold 'errors<1%' --out $(LOAD_OUT) $(if $(FAULT),--fault '$(FAULT)') $(LOAD_FLAGS)
 
 .PHONY: stack-down
 stack-down: ## Stop the shop stack and remove its volumes
