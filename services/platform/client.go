@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/go-kit/kit/endpoint"
+	"github.com/go-kit/kit/sd"
 	httptransport "github.com/go-kit/kit/transport/http"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -186,6 +187,15 @@ type ClientConfig struct {
 	Policies PolicyFunc
 	// Tokens, when set, makes every call carry a service token (see ServiceAuth.Client).
 	Tokens *TokenSource
+	// Source, when set, spreads each operation's calls over the downstream's instances (see Endpoint);
+	// nil: every call goes to the client's base URL.
+	Source EndpointSource
+}
+
+// EndpointSource makes the endpoint of one operation of a downstream from a go-kit factory that builds
+// the operation's client endpoint for one instance URL: a discovery.Balancer or a canary router.
+type EndpointSource interface {
+	Endpoint(op string, f sd.Factory) endpoint.Endpoint
 }
 
 // ClientOption configures a typed client.
@@ -199,6 +209,12 @@ func WithPolicies(f PolicyFunc) ClientOption { return func(cfg *ClientConfig) { 
 
 // WithTokenSource makes a typed client's calls carry tokens minted by s (nil: none).
 func WithTokenSource(s *TokenSource) ClientOption { return func(cfg *ClientConfig) { cfg.Tokens = s } }
+
+// WithEndpointSource makes a typed client's operations call the instances src picks instead of its base
+// URL (nil: the base URL).
+func WithEndpointSource(src EndpointSource) ClientOption {
+	return func(cfg *ClientConfig) { cfg.Source = src }
+}
 
 // NewClientConfig applies opts over the defaults (NewHTTPClient, no policies, no service token). With
 // a token source, the HTTP client is copied so its transport adds the token: a client shared between
@@ -222,6 +238,29 @@ func NewClientConfig(opts ...ClientOption) ClientConfig {
 		cfg.HTTP = &c
 	}
 	return cfg
+}
+
+// Endpoint returns operation op's endpoint, built by build for a base URL: for base itself without a
+// source, for each instance through the source with one (instance URLs parsed as ParseBaseURL does).
+func (cfg ClientConfig) Endpoint(op string, base *url.URL, build func(*url.URL) endpoint.Endpoint) endpoint.Endpoint {
+	if cfg.Source == nil {
+		return build(base)
+	}
+	return cfg.Source.Endpoint(op, func(instance string) (endpoint.Endpoint, io.Closer, error) {
+		u, err := ParseBaseURL(instance)
+		if err != nil {
+			return nil, nil, err
+		}
+		return build(u), nil, nil
+	})
+}
+
+// ClientOperation is one operation of a typed client: ClientEndpoint to the base URL (or, with a source,
+// to each instance), wrapped in the operation's policies.
+func ClientOperation[Req, Resp any](cfg ClientConfig, op string, idempotent bool, base *url.URL, method string, path func(Req) string) endpoint.Endpoint {
+	return cfg.Wrap(op, idempotent, cfg.Endpoint(op, base, func(u *url.URL) endpoint.Endpoint {
+		return ClientEndpoint[Req, Resp](cfg.HTTP, u, method, path)
+	}))
 }
 
 // Wrap applies the configured policies of op to e.

@@ -46,6 +46,9 @@ type Service struct {
 	// Tracing receives the server span of every request; nil traces nothing but still passes a
 	// caller's trace context on to the callees.
 	Tracing trace.TracerProvider
+	// BeforeDrain runs when Run is told to stop, while the server still serves: a registered instance
+	// deregisters here, so callers stop picking it before it stops answering. nil: nothing.
+	BeforeDrain func(ctx context.Context)
 
 	once    sync.Once
 	handler http.Handler
@@ -160,8 +163,8 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 // WriteJSON writes v as a JSON response with status.
 func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
 
-// Run serves s on addr until ctx ends or the process gets SIGTERM/SIGINT, then stops accepting and drains
-// in-flight requests for up to drain before returning.
+// Run serves s on addr until ctx ends or the process gets SIGTERM/SIGINT, then runs s.BeforeDrain, stops
+// accepting and drains in-flight requests, within drain in all, before returning.
 func Run(ctx context.Context, s *Service, addr string, drain time.Duration) error {
 	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, os.Interrupt)
 	defer stop()
@@ -183,9 +186,12 @@ func Run(ctx context.Context, s *Service, addr string, drain time.Duration) erro
 		return err
 	case <-ctx.Done():
 	}
-	s.Logger.Info("draining", "timeout", drain.String())
 	sctx, cancel := context.WithTimeout(context.Background(), drain)
 	defer cancel()
+	if s.BeforeDrain != nil {
+		s.BeforeDrain(sctx)
+	}
+	s.Logger.Info("draining", "timeout", drain.String())
 	if err := srv.Shutdown(sctx); err != nil {
 		return fmt.Errorf("drain: %w", err)
 	}

@@ -35,22 +35,16 @@ func New(baseURL string, opts ...platform.ClientOption) (*Client, error) {
 	}
 	cfg := platform.NewClientConfig(opts...)
 	return &Client{
-		listProducts: cfg.Wrap("list_products", true, platform.ClientEndpoint[catalog.ListProductsRequest, catalog.ListProductsResponse](
-			cfg.HTTP, base, http.MethodGet, func(catalog.ListProductsRequest) string { return "products" })),
-		getProduct: cfg.Wrap("get_product", true, platform.ClientEndpoint[catalog.GetProductRequest, catalog.Product](
-			cfg.HTTP, base, http.MethodGet, func(r catalog.GetProductRequest) string { return "products/" + url.PathEscape(r.ID) })),
-		reserve: cfg.Wrap("reserve", true, platform.ClientEndpoint[catalog.ReserveRequest, catalog.Reservation](
-			cfg.HTTP, base, http.MethodPost, func(catalog.ReserveRequest) string { return "reservations" })),
-		getReservation: cfg.Wrap("get_reservation", true, platform.ClientEndpoint[catalog.GetReservationRequest, catalog.Reservation](
-			cfg.HTTP, base, http.MethodGet, func(r catalog.GetReservationRequest) string { return "reservations/" + url.PathEscape(r.ID) })),
-		commit: cfg.Wrap("commit", true, platform.ClientEndpoint[catalog.CommitRequest, catalog.Reservation](
-			cfg.HTTP, base, http.MethodPost, func(r catalog.CommitRequest) string {
-				return "reservations/" + url.PathEscape(r.ReservationID) + "/commit"
-			})),
-		release: cfg.Wrap("release", true, platform.ClientEndpoint[catalog.ReleaseRequest, catalog.Reservation](
-			cfg.HTTP, base, http.MethodPost, func(r catalog.ReleaseRequest) string {
-				return "reservations/" + url.PathEscape(r.ReservationID) + "/release"
-			})),
+		listProducts:   platform.ClientOperation[catalog.ListProductsRequest, catalog.ListProductsResponse](cfg, "list_products", true, base, http.MethodGet, func(catalog.ListProductsRequest) string { return "products" }),
+		getProduct:     platform.ClientOperation[catalog.GetProductRequest, catalog.Product](cfg, "get_product", true, base, http.MethodGet, func(r catalog.GetProductRequest) string { return "products/" + url.PathEscape(r.ID) }),
+		reserve:        platform.ClientOperation[catalog.ReserveRequest, catalog.Reservation](cfg, "reserve", true, base, http.MethodPost, func(catalog.ReserveRequest) string { return "reservations" }),
+		getReservation: platform.ClientOperation[catalog.GetReservationRequest, catalog.Reservation](cfg, "get_reservation", true, base, http.MethodGet, func(r catalog.GetReservationRequest) string { return "reservations/" + url.PathEscape(r.ID) }),
+		commit: platform.ClientOperation[catalog.CommitRequest, catalog.Reservation](cfg, "commit", true, base, http.MethodPost, func(r catalog.CommitRequest) string {
+			return "reservations/" + url.PathEscape(r.ReservationID) + "/commit"
+		}),
+		release: platform.ClientOperation[catalog.ReleaseRequest, catalog.Reservation](cfg, "release", true, base, http.MethodPost, func(r catalog.ReleaseRequest) string {
+			return "reservations/" + url.PathEscape(r.ReservationID) + "/release"
+		}),
 	}, nil
 }
 

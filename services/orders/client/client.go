@@ -35,14 +35,11 @@ func New(baseURL string, opts ...platform.ClientOption) (*Client, error) {
 	}
 	cfg := platform.NewClientConfig(opts...)
 	return &Client{
-		placeOrder: cfg.Wrap("place_order", true, platform.ClientEndpoint[orders.PlaceOrderRequest, placed](
-			cfg.HTTP, base, http.MethodPost, func(orders.PlaceOrderRequest) string { return "orders" })),
-		getOrder: cfg.Wrap("get_order", true, platform.ClientEndpoint[getOrderRequest, orders.Order](
-			cfg.HTTP, base, http.MethodGet, func(r getOrderRequest) string { return "orders/" + url.PathEscape(r.id) })),
-		listOrders: cfg.Wrap("list_orders", true, platform.ClientEndpoint[listOrdersRequest, orders.ListOrdersResponse](
-			cfg.HTTP, base, http.MethodGet, func(r listOrdersRequest) string {
-				return "orders?" + url.Values{"customer_id": {r.customerID}}.Encode()
-			})),
+		placeOrder: platform.ClientOperation[orders.PlaceOrderRequest, placed](cfg, "place_order", true, base, http.MethodPost, func(orders.PlaceOrderRequest) string { return "orders" }),
+		getOrder:   platform.ClientOperation[getOrderRequest, orders.Order](cfg, "get_order", true, base, http.MethodGet, func(r getOrderRequest) string { return "orders/" + url.PathEscape(r.id) }),
+		listOrders: platform.ClientOperation[listOrdersRequest, orders.ListOrdersResponse](cfg, "list_orders", true, base, http.MethodGet, func(r listOrdersRequest) string {
+			return "orders?" + url.Values{"customer_id": {r.customerID}}.Encode()
+		}),
 	}, nil
 }
 

@@ -36,18 +36,14 @@ func New(baseURL string, opts ...platform.ClientOption) (*Client, error) {
 	cfg := platform.NewClientConfig(opts...)
 	return &Client{
 		// Charge is retry-safe: ChargeRequest carries its Idempotency-Key.
-		charge: cfg.Wrap("charge", true, platform.ClientEndpoint[payments.ChargeRequest, payments.Payment](
-			cfg.HTTP, base, http.MethodPost, func(payments.ChargeRequest) string { return "payments" })),
-		getPayment: cfg.Wrap("get_payment", true, platform.ClientEndpoint[string, payments.Payment](
-			cfg.HTTP, base, http.MethodGet, func(id string) string { return "payments/" + url.PathEscape(id) })),
-		refund: cfg.Wrap("refund", true, platform.ClientEndpoint[refundRequest, payments.Payment](
-			cfg.HTTP, base, http.MethodPost, func(r refundRequest) string {
-				return "payments/" + url.PathEscape(r.paymentID) + "/refund"
-			})),
-		listPayments: cfg.Wrap("list_payments", true, platform.ClientEndpoint[string, payments.ListPaymentsResponse](
-			cfg.HTTP, base, http.MethodGet, func(orderID string) string {
-				return "payments?" + url.Values{"order_id": {orderID}}.Encode()
-			})),
+		charge:     platform.ClientOperation[payments.ChargeRequest, payments.Payment](cfg, "charge", true, base, http.MethodPost, func(payments.ChargeRequest) string { return "payments" }),
+		getPayment: platform.ClientOperation[string, payments.Payment](cfg, "get_payment", true, base, http.MethodGet, func(id string) string { return "payments/" + url.PathEscape(id) }),
+		refund: platform.ClientOperation[refundRequest, payments.Payment](cfg, "refund", true, base, http.MethodPost, func(r refundRequest) string {
+			return "payments/" + url.PathEscape(r.paymentID) + "/refund"
+		}),
+		listPayments: platform.ClientOperation[string, payments.ListPaymentsResponse](cfg, "list_payments", true, base, http.MethodGet, func(orderID string) string {
+			return "payments?" + url.Values{"order_id": {orderID}}.Encode()
+		}),
 	}, nil
 }
 
