@@ -5,6 +5,7 @@ package scenarios
 
 import (
 	"maps"
+	"strconv"
 	"strings"
 	"time"
 
@@ -14,6 +15,9 @@ import (
 // Policy settings travel as environment variables named <LINK>_<SETTING> (resilience.LinkConfigFromEnv):
 // ORDERS_PAYMENTS_BREAKER=gobreaker, …_TIMEOUT=300ms, …_RETRY_MAX_ATTEMPTS=3.
 func prefix(link string) string { return strings.ToUpper(strings.ReplaceAll(link, "-", "_")) + "_" }
+
+// policyServices are the services with server-side policies (rate limit, shedding) and client links.
+var policyServices = []string{"catalog", "payments", "orders", "gateway"}
 
 // settings is a link's policy settings by short name (BREAKER, TIMEOUT, …).
 type settings map[string]string
@@ -34,7 +38,7 @@ func bare() map[string]map[string]string {
 		e[p+"RETRY_MAX_ATTEMPTS"] = "1"
 		e[p+"TIMEOUT"] = "0s"
 	}
-	for _, svc := range lab.Services {
+	for _, svc := range policyServices {
 		if env[svc] == nil {
 			env[svc] = map[string]string{}
 		}
@@ -42,6 +46,9 @@ func bare() map[string]map[string]string {
 	}
 	env["gateway"]["GATEWAY_RATE_LIMIT_RPS"] = "1000"
 	env["gateway"]["GATEWAY_RATE_LIMIT_BURST"] = "2000"
+	// The fallbacks: stale catalog answers at the gateway, pending_payment in orders.
+	env["gateway"]["GATEWAY_STALE_CATALOG"] = "false"
+	env["orders"]["ORDERS_PENDING_PAYMENT"] = "false"
 	return env
 }
 
@@ -64,17 +71,22 @@ func with(links map[string]settings, services map[string]map[string]string) map[
 	return env
 }
 
-// The tuned policies the "with" variants share, sized for the lab's short runs: a breaker that trips
-// after MinRequests failures at a 50 % ratio and probes after a one-second sleep window.
+// The breaker the "with" variants share, sized for the lab's short runs: it trips when failures are half
+// of the calls in its two-second rolling window (and at least five calls completed) and probes after a
+// one-second sleep window. With the window full of successes when a fault makes every call fail, the
+// failures needed are as many as the successes still in the window: detection takes ratio × window.
 const (
-	tripAfter   = 5
-	sleepWindow = time.Second
+	breakerRatio  = 0.5
+	tripAfter     = 5
+	breakerWindow = 2 * time.Second
+	sleepWindow   = time.Second
 )
 
 func breakerOn() settings {
 	return settings{
-		"BREAKER": "gobreaker", "BREAKER_FAILURE_RATIO": "0.5", "BREAKER_MIN_REQUESTS": "5",
-		"BREAKER_WINDOW": "5s", "BREAKER_SLEEP_WINDOW": sleepWindow.String(), "BREAKER_HALF_OPEN_PROBES": "1",
+		"BREAKER": "gobreaker", "BREAKER_FAILURE_RATIO": strconv.FormatFloat(breakerRatio, 'f', -1, 64),
+		"BREAKER_MIN_REQUESTS": strconv.Itoa(tripAfter), "BREAKER_WINDOW": breakerWindow.String(),
+		"BREAKER_SLEEP_WINDOW": sleepWindow.String(), "BREAKER_HALF_OPEN_PROBES": "1",
 	}
 }
 

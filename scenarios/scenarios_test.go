@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -36,7 +35,7 @@ func run(m *testing.M) int {
 	}
 	ctx := context.Background()
 	begin := time.Now()
-	stack, stackErr = lab.Start(ctx, lab.Config{Progress: os.Stderr})
+	stack, stackErr = lab.Start(ctx, StackConfig(Select(*only), os.Stderr))
 	if stack != nil {
 		defer func() {
 			if err := stack.Close(ctx); err != nil {
@@ -77,10 +76,7 @@ func TestScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, sc := range Ordered(All()) {
-		if *only != "" && !strings.Contains(sc.ID, *only) {
-			continue
-		}
+	for _, sc := range Select(*only) {
 		t.Run(sc.ID+"/"+sc.Variant, func(t *testing.T) {
 			defer s.CloseOnPanic()
 			rep, err := RunOne(context.Background(), s, sc, dir, os.Stderr)

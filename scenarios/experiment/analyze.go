@@ -37,6 +37,9 @@ type Second struct {
 	// half-open, 2 open); Policy the policies' counters' growth during it, by "service metric link".
 	Breakers map[string]float64 `json:"breakers,omitempty"`
 	Policy   map[string]float64 `json:"policy,omitempty"`
+	// Backlog is the most outbox rows waiting for the broker at a scrape in this second (catalog,
+	// payments and orders together; NaN: not scraped).
+	Backlog Num `json:"outbox_backlog"`
 }
 
 // StreamSecond is one stream's second.
@@ -97,7 +100,26 @@ func steady(s Second, t Thresholds, stream string) bool {
 	if math.IsNaN(success) || success < t.MinSuccess {
 		return false
 	}
+	if c := float64(s.Confirmed); t.MinConfirmed > 0 && !math.IsNaN(c) && c < t.MinConfirmed {
+		return false
+	}
 	return t.MaxP99 == 0 || p99 <= float64(t.MaxP99.Milliseconds())
+}
+
+// meanConfirmed is the mean share of orders confirmed per second over seconds [from, to) (NaN: no
+// order placed).
+func meanConfirmed(secs []Second, from, to int) float64 {
+	var n, sum float64
+	for i := max(from, 0); i < min(to, len(secs)); i++ {
+		if c := float64(secs[i].Confirmed); !math.IsNaN(c) {
+			n++
+			sum += c
+		}
+	}
+	if n == 0 {
+		return math.NaN()
+	}
+	return sum / n
 }
 
 // addPolicySeries puts the scrapes on the seconds of the run: each second gets the breaker states read
@@ -105,6 +127,9 @@ func steady(s Second, t Thresholds, stream string) bool {
 func addPolicySeries(secs []Second, scrapes []measure.Scrape, start time.Time, watch []Watch) {
 	if len(scrapes) == 0 {
 		return
+	}
+	for i := range secs {
+		secs[i].Backlog = Num(math.NaN())
 	}
 	prev := scrapes[0]
 	for _, sc := range scrapes[1:] {
@@ -114,6 +139,9 @@ func addPolicySeries(secs []Second, scrapes []measure.Scrape, start time.Time, w
 			continue
 		}
 		s := &secs[t]
+		if b := outboxBacklog(sc); math.IsNaN(float64(s.Backlog)) || b > float64(s.Backlog) {
+			s.Backlog = Num(b)
+		}
 		if s.Breakers == nil {
 			s.Breakers, s.Policy = map[string]float64{}, map[string]float64{}
 		}
@@ -127,7 +155,7 @@ func addPolicySeries(secs []Second, scrapes []measure.Scrape, start time.Time, w
 			if strings.HasPrefix(k.Metric, "resilience_") && measure.IsCounter(k.Metric) {
 				if d := measure.Increase(prev, sc, k); d > 0 {
 					name := strings.TrimSuffix(strings.TrimPrefix(k.Metric, "resilience_"), "_total")
-					label := k.Service + " " + name + " " + k.Downstream
+					label := strings.TrimSpace(k.Service + " " + name + " " + k.Downstream)
 					if k.To != "" {
 						label += "→" + k.To
 					}

@@ -128,7 +128,7 @@ func TestAnalyzeJudgesAndWritesReports(t *testing.T) {
 		}}.withDefaults()
 	rep := &Report{ID: sc.ID, Variant: sc.Variant, Title: sc.Title, Started: start, DurationS: 10, Streams: sc.Streams,
 		FaultEvents: []fault.Event{{Fault: "x", On: true, At: start.Add(3 * time.Second)}, {Fault: "x", At: start.Add(5600 * time.Millisecond)}}}
-	analyze(rep, sc, run10(), nil, start)
+	analyze(rep, sc, run10(), nil, nil, start)
 
 	if rep.TTR == nil || math.Abs(*rep.TTR-1.4) > 1e-9 {
 		t.Fatalf("TTR %v, want 1.4 s (steady from second 7, fault off at 5.6 s)", rep.TTR)
@@ -171,5 +171,48 @@ func TestAnalyzeJudgesAndWritesReports(t *testing.T) {
 	}
 	if table := Table(Summarize([]*Report{rep})); !strings.Contains(table, "| demo/with | fail | 66.7 | — | 1.40 s |") {
 		t.Fatalf("summary table:\n%s", table)
+	}
+}
+
+func TestDetectionBound(t *testing.T) {
+	w := Watch{FailureRatio: 0.5, MinRequests: 5, Window: 2 * time.Second, LinkRate: 16, SleepWindow: time.Second}
+	for _, c := range []struct {
+		name       string
+		w          func(Watch) Watch
+		loadBefore time.Duration
+		want       time.Duration
+		failures   int
+	}{
+		// A full window (95 % of 2 s on average) of successes: failures must equal the successes still
+		// in it, which roll out as the failures come in — ratio × window.
+		{"full window", func(w Watch) Watch { return w }, 2 * time.Second, 950 * time.Millisecond, 16},
+		{"failures take a timeout to count", func(w Watch) Watch { w.FailureLatency = 300 * time.Millisecond; return w },
+			2 * time.Second, 1100 * time.Millisecond, 13},
+		// Two failed calls per request: the failures come twice as fast.
+		{"two calls per request", func(w Watch) Watch { w.FailuresPerRequest = 2; return w }, 2 * time.Second, 634 * time.Millisecond, 21},
+		// … the second one a timeout after the first.
+		{"two calls, each a timeout", func(w Watch) Watch { w.FailuresPerRequest, w.FailureLatency = 2, 300*time.Millisecond; return w },
+			2 * time.Second, 934 * time.Millisecond, 16},
+		// Half a window of load before the fault: nothing rolls out until the older part is gone.
+		{"half a window of load", func(w Watch) Watch { return w }, time.Second, 950 * time.Millisecond, 16},
+		{"a quarter ratio", func(w Watch) Watch { w.FailureRatio = 0.25; return w }, 2 * time.Second, 475 * time.Millisecond, 8},
+		// Little load before the fault and a low ratio: the minimum number of calls decides.
+		{"min requests", func(w Watch) Watch { w.LinkRate, w.FailureRatio = 3, 0.1; return w }, 500 * time.Millisecond, 1167 * time.Millisecond, 4},
+		// A window that never holds five calls never trips.
+		{"never", func(w Watch) Watch { w.LinkRate = 2; return w }, 2 * time.Second, 0, 0},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, failures := c.w(w).DetectionBound(c.loadBefore)
+			if d := got - c.want; d < -time.Millisecond || d > time.Millisecond || failures != c.failures {
+				t.Fatalf("bound %s after %d failures, want %s after %d", got, failures, c.want, c.failures)
+			}
+		})
+	}
+	if got := w.RecoveryBound(); got != time.Second+125*time.Millisecond {
+		t.Fatalf("recovery bound %s, want the sleep window plus two probe intervals (1.125s)", got)
+	}
+	w.FailureLatency = 300 * time.Millisecond
+	if got := w.RecoveryBound(); got != 1425*time.Millisecond {
+		t.Fatalf("recovery bound with a 300ms failure latency %s, want 1.425s", got)
 	}
 }

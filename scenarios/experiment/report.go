@@ -82,7 +82,17 @@ func Charts(r *Report) []plot.Chart {
 		confirmed.Points = append(confirmed.Points, plot.Point{X: float64(s.T) + 0.5, Y: float64(s.Confirmed) * 100})
 	}
 	success.Lines = append(success.Lines, confirmed)
-	return []plot.Chart{success, p99}
+	charts := []plot.Chart{success, p99}
+	if r.PeakBacklog > 0 {
+		backlog := plot.Chart{Title: "events waiting in the outboxes", YLabel: "events", XMax: r.DurationS, Windows: window, Bands: bands}
+		line := plot.Line{Name: "outbox backlog"}
+		for _, s := range r.Seconds {
+			line.Points = append(line.Points, plot.Point{X: float64(s.T) + 0.5, Y: float64(s.Backlog)})
+		}
+		backlog.Lines = append(backlog.Lines, line)
+		charts = append(charts, backlog)
+	}
+	return charts
 }
 
 var stateNames = map[float64]string{0: "closed", 1: "half-open", 2: "open"}

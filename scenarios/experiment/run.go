@@ -7,7 +7,9 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,6 +17,8 @@ import (
 	"github.com/resilience-lab/lab/loadtest"
 	"github.com/resilience-lab/lab/scenarios/fault"
 	"github.com/resilience-lab/lab/scenarios/measure"
+	"github.com/resilience-lab/lab/services/notifications"
+	"github.com/resilience-lab/lab/services/platform"
 )
 
 // Check is one judged item: a hypothesis phase or an expectation.
@@ -58,14 +62,16 @@ type Report struct {
 
 	Seconds []Second `json:"seconds"`
 	// TTD is fault on → a watched breaker open (nil: not detected, or nothing watched); TTDBoundS is
-	// failures needed ÷ arrival rate. TTR is fault off → RecoverSeconds steady seconds (nil: never);
-	// TTRBoundS is the sleep window plus two probe intervals. BreakerClosedS is fault off → closed.
-	TTD            *float64 `json:"ttd_s"`
-	TTDSource      string   `json:"ttd_source,omitempty"`
-	TTDBoundS      float64  `json:"ttd_bound_s,omitempty"`
-	TTR            *float64 `json:"ttr_s"`
-	TTRBoundS      float64  `json:"ttr_bound_s,omitempty"`
-	BreakerClosedS *float64 `json:"breaker_closed_s,omitempty"`
+	// failures needed ÷ arrival rate (Watch.DetectionBound), TTDFailuresNeeded those failures. TTR is
+	// fault off → RecoverSeconds steady seconds (nil: never); TTRBoundS is the sleep window plus two
+	// probe intervals. BreakerClosedS is fault off → the watched breaker closed for good.
+	TTD               *float64 `json:"ttd_s"`
+	TTDSource         string   `json:"ttd_source,omitempty"`
+	TTDBoundS         float64  `json:"ttd_bound_s,omitempty"`
+	TTDFailuresNeeded int      `json:"ttd_failures_needed,omitempty"`
+	TTR               *float64 `json:"ttr_s"`
+	TTRBoundS         float64  `json:"ttr_bound_s,omitempty"`
+	BreakerClosedS    *float64 `json:"breaker_closed_s,omitempty"`
 	// During the fault, on the primary stream; and the worst second of the run over all streams.
 	DuringSuccess Num     `json:"during_success"`
 	DuringP99     float64 `json:"during_p99_ms"`
@@ -76,18 +82,30 @@ type Report struct {
 	// StreamDuring holds every stream's success and p99 during the fault.
 	StreamDuring map[string][2]Num `json:"stream_during"`
 	// Amplification is calls at the callee ÷ calls the caller served during the fault.
-	Amplification        Num                        `json:"amplification"`
-	AmplificationServed  float64                    `json:"amplification_served"`
-	AmplificationArrived float64                    `json:"amplification_arrived"`
-	PolicyTotals         map[string]float64         `json:"policy_totals,omitempty"`
-	PolicyEvents         []PolicyEvent              `json:"policy_events,omitempty"`
-	Accounting           *measure.Accounting        `json:"accounting,omitempty"`
-	LoadTotals           map[string]loadtest.Totals `json:"load_totals"`
-	Aborted              string                     `json:"aborted,omitempty"`
-	Checks               []Check                    `json:"checks"`
-	Score                float64                    `json:"score"`
-	Verdict              string                     `json:"verdict"` // pass or fail
-	Problems             []string                   `json:"problems,omitempty"`
+	Amplification        Num                      `json:"amplification"`
+	AmplificationServed  float64                  `json:"amplification_served"`
+	AmplificationArrived float64                  `json:"amplification_arrived"`
+	PolicyTotals         map[string]float64       `json:"policy_totals,omitempty"`
+	PolicyEvents         []PolicyEvent            `json:"policy_events,omitempty"`
+	Accounting           *measure.Accounting      `json:"accounting,omitempty"`
+	Events               *measure.EventAccounting `json:"events,omitempty"`
+	// PeakBacklog is the most outbox rows waiting for the broker at any scrape (catalog, payments and
+	// orders together); FinalConfirmedDuring the share of the orders placed during the fault that
+	// ended confirmed (pending ones are completed later). Both count the orders created from the fault's
+	// start to a second before its end.
+	PeakBacklog          float64 `json:"peak_outbox_backlog"`
+	FinalConfirmedDuring Num     `json:"final_confirmed_during"`
+	// ChargedDuring is the share of the orders created during the fault that payments charged: work the
+	// callee did, wanted or not.
+	ChargedDuring Num `json:"charged_during"`
+	// CalleeRate is Scenario.CalleeLoad\'s requests per second during the fault.
+	CalleeRate Num                        `json:"callee_rps"`
+	LoadTotals map[string]loadtest.Totals `json:"load_totals"`
+	Aborted    string                     `json:"aborted,omitempty"`
+	Checks     []Check                    `json:"checks"`
+	Score      float64                    `json:"score"`
+	Verdict    string                     `json:"verdict"` // pass or fail
+	Problems   []string                   `json:"problems,omitempty"`
 }
 
 // Passed reports whether every check held and nothing went wrong.
@@ -134,7 +152,7 @@ func Run(ctx context.Context, lab Lab, sc Scenario, progress io.Writer) (*Report
 
 	scraper := &measure.Scraper{
 		URL:      func(svc string) string { return lab.ObserveURL(svc, "metrics") },
-		Services: []string{"gateway", "orders", "catalog", "payments"},
+		Services: []string{"gateway", "orders", "catalog", "payments", "notifications"},
 		Interval: 250 * time.Millisecond,
 	}
 	scrapeCtx, stopScrape := context.WithCancel(ctx)
@@ -144,7 +162,6 @@ func Run(ctx context.Context, lab Lab, sc Scenario, progress io.Writer) (*Report
 
 	runCtx, abort := context.WithCancel(ctx)
 	defer abort()
-	kinds := shop.Kinds(prefix)
 	client := loadtest.NewClient(512)
 	results := map[string]*loadtest.Result{}
 	var mu sync.Mutex
@@ -156,10 +173,14 @@ func Run(ctx context.Context, lab Lab, sc Scenario, progress io.Writer) (*Report
 	fmt.Fprintf(progress, "experiment %s: %s\n", sc.Name(), sc.Title)
 	for i, st := range sc.Streams {
 		var ks []loadtest.Kind
+		kinds := shop.Kinds(prefix+"-"+st.Name, st.Customers...)
 		for _, name := range sortedKeys(st.Kinds) {
 			k := kinds[name]
 			k.Weight = st.Kinds[name]
 			ks = append(ks, k)
+		}
+		if st.Deadline > 0 {
+			ks = withDeadline(ks, st.Deadline)
 		}
 		mix, err := loadtest.NewMix(ks...)
 		if err != nil {
@@ -234,22 +255,30 @@ func Run(ctx context.Context, lab Lab, sc Scenario, progress io.Writer) (*Report
 			rep.Problems = append(rep.Problems, "accounting: "+err.Error())
 		}
 		rep.Accounting = &acc
-	}
-	analyze(rep, sc, results, scraper.Scrapes(), start)
-	confirmed := shop.ConfirmedShare(start, len(rep.Seconds))
-	var placed, ok float64
-	for i := range rep.Seconds {
-		rep.Seconds[i].Confirmed = Num(confirmed[i])
-		if i >= int(math.Ceil(rep.FaultOnS)) && i < int(math.Floor(rep.FaultOffS)) && !math.IsNaN(confirmed[i]) {
-			placed++
-			ok += confirmed[i]
+		if err == nil {
+			ev, err := shop.AccountEvents(ctx, eventSources(lab), sc.EventSettle)
+			if err != nil {
+				rep.Problems = append(rep.Problems, "event accounting: "+err.Error())
+			}
+			rep.Events = &ev
 		}
 	}
-	rep.DuringConfirmed = Num(math.NaN())
-	if placed > 0 {
-		rep.DuringConfirmed = Num(ok / placed)
+	confirmed := shop.ConfirmedShare(start, int(math.Ceil(sc.Duration.Seconds())))
+	analyze(rep, sc, results, confirmed, scraper.Scrapes(), start)
+	on, off := start.Add(time.Duration(rep.FaultOnS*float64(time.Second))), start.Add(time.Duration(rep.FaultOffS*float64(time.Second)))
+	rep.FinalConfirmedDuring, rep.ChargedDuring = Num(math.NaN()), Num(math.NaN())
+	// Orders created in the fault's last second may finish after it ended (a latency toxic releases
+	// what it holds when it goes): count those the fault governed from start to end.
+	if created, confirmed, charged := shop.Outcomes(on, off.Add(-time.Second)); created > 0 && rep.Accounting != nil {
+		rep.FinalConfirmedDuring = Num(float64(confirmed) / float64(created))
+		rep.ChargedDuring = Num(float64(charged) / float64(created))
 	}
-	// Expectations may look at the confirmed share: judge again now that it is known.
+	rep.CalleeRate = Num(math.NaN())
+	if sc.CalleeLoad != nil {
+		n := routeIncrease(scraper.Scrapes(), sc.CalleeLoad.Service, sc.CalleeLoad.Routes, on, off)
+		rep.CalleeRate = Num(n / off.Sub(on).Seconds())
+	}
+	// Expectations may read what was measured after the run: judge with everything known.
 	judge(rep, sc)
 	return rep, nil
 }
@@ -262,9 +291,15 @@ func endOf(st fault.Step, d time.Duration) time.Duration {
 }
 
 // analyze derives the report's figures and checks from what was measured.
-func analyze(rep *Report, sc Scenario, results map[string]*loadtest.Result, scrapes []measure.Scrape, start time.Time) {
+func analyze(rep *Report, sc Scenario, results map[string]*loadtest.Result, confirmed []float64, scrapes []measure.Scrape, start time.Time) {
 	seconds := int(math.Ceil(sc.Duration.Seconds()))
 	secs := combine(results, seconds)
+	for i := range secs {
+		secs[i].Confirmed = Num(math.NaN())
+		if i < len(confirmed) {
+			secs[i].Confirmed = Num(confirmed[i])
+		}
+	}
 	addPolicySeries(secs, scrapes, start, sc.Watch)
 	rep.Seconds = secs
 	rep.LoadTotals = map[string]loadtest.Totals{}
@@ -282,14 +317,13 @@ func analyze(rep *Report, sc Scenario, results map[string]*loadtest.Result, scra
 		off = start.Add(planTo)
 	}
 	rep.FaultOnS, rep.FaultOffS = on.Sub(start).Seconds(), off.Sub(start).Seconds()
-	onSec, offSec := int(math.Ceil(rep.FaultOnS)), int(math.Floor(rep.FaultOffS))
+	onSec, offSec := faultSeconds(rep)
 
 	if len(sc.Watch) > 0 {
 		w := sc.Watch[0]
-		if w.LinkRate > 0 {
-			rep.TTDBoundS = float64(w.FailuresToTrip) / w.LinkRate
-		}
-		rep.TTRBoundS = (w.SleepWindow + 2*w.ProbeInterval).Seconds()
+		bound, failures := w.DetectionBound(on.Sub(start))
+		rep.TTDBoundS, rep.TTDFailuresNeeded = bound.Seconds(), failures
+		rep.TTRBoundS = w.RecoveryBound().Seconds()
 		if at, src := detection(on, scrapes, rep.PolicyEvents, sc.Watch); !at.IsZero() {
 			v := at.Sub(on).Seconds()
 			rep.TTD, rep.TTDSource = &v, src
@@ -310,6 +344,7 @@ func analyze(rep *Report, sc Scenario, results map[string]*loadtest.Result, scra
 		s, p := windowStats(secs, onSec, offSec, st.Name)
 		rep.StreamDuring[st.Name] = [2]Num{Num(s), Num(p)}
 	}
+	rep.DuringConfirmed = Num(meanConfirmed(secs, onSec, offSec))
 	ws, wp := worst(secs)
 	rep.WorstSuccess, rep.WorstP99 = Num(ws), wp
 	rep.Amplification = Num(math.NaN())
@@ -317,6 +352,11 @@ func analyze(rep *Report, sc Scenario, results map[string]*loadtest.Result, scra
 		var a float64
 		a, rep.AmplificationServed, rep.AmplificationArrived = amplification(*sc.Amplification, scrapes, on, off)
 		rep.Amplification = Num(a)
+	}
+	for _, s := range secs {
+		if b := float64(s.Backlog); !math.IsNaN(b) {
+			rep.PeakBacklog = math.Max(rep.PeakBacklog, b)
+		}
 	}
 	rep.PolicyTotals = map[string]float64{}
 	for _, s := range secs {
@@ -328,11 +368,17 @@ func analyze(rep *Report, sc Scenario, results map[string]*loadtest.Result, scra
 	judge(rep, sc)
 }
 
+// faultSeconds are the whole seconds of the run the fault covers, [on, off): a second the fault
+// missed by less than a tenth (the injection's own delay) counts as covered.
+func faultSeconds(rep *Report) (on, off int) {
+	return int(math.Ceil(rep.FaultOnS - 0.1)), int(math.Floor(rep.FaultOffS + 0.1))
+}
+
 // judge checks the hypotheses and expectations and sets the score and verdict.
 func judge(rep *Report, sc Scenario) {
 	rep.Checks = nil
 	secs, primary := rep.Seconds, sc.Streams[0].Name
-	onSec, offSec := int(math.Ceil(rep.FaultOnS)), int(math.Floor(rep.FaultOffS))
+	onSec, offSec := faultSeconds(rep)
 	// The hypotheses: steady before, (optionally) during, recovered after.
 	before := Check{Name: "steady before the fault: " + sc.Steady.String(), Kind: "hypothesis", Weight: 1, OK: true}
 	bad := 0
@@ -381,12 +427,115 @@ func judge(rep *Report, sc Scenario) {
 	}
 }
 
+// withDeadline makes every request of ks state the client's budget d in X-Deadline-Ms.
+func withDeadline(ks []loadtest.Kind, d time.Duration) []loadtest.Kind {
+	out := make([]loadtest.Kind, len(ks))
+	for i, k := range ks {
+		build := k.Build
+		k.Build = func(ctx context.Context, seq uint64) (*http.Request, error) {
+			req, err := build(ctx, seq)
+			if err == nil {
+				req.Header.Set(platform.HeaderDeadline, strconv.FormatInt(d.Milliseconds(), 10))
+			}
+			return req, err
+		}
+		out[i] = k
+	}
+	return out
+}
+
+// eventSources reads the notifications consumer and the producers' outbox backlog through the lab's
+// observation relay.
+func eventSources(lab Lab) measure.EventSources {
+	hc := &http.Client{Timeout: 5 * time.Second}
+	backlog := &measure.Scraper{URL: func(svc string) string { return lab.ObserveURL(svc, "metrics") },
+		Services: []string{"catalog", "payments", "orders", "notifications"}}
+	return measure.EventSources{
+		Notifications: func(ctx context.Context, customer string) ([]notifications.Notification, error) {
+			u := lab.ObserveURL("notifications", "notifications?"+url.Values{"customer_id": {customer}}.Encode())
+			req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+			if err != nil {
+				return nil, err
+			}
+			// notifications serves its API to the gateway only.
+			token, err := lab.ServiceToken("gateway", "notifications")
+			if err != nil {
+				return nil, err
+			}
+			req.Header.Set("Authorization", "Bearer "+token)
+			resp, err := hc.Do(req)
+			if err != nil {
+				return nil, err
+			}
+			defer resp.Body.Close()
+			if resp.StatusCode != http.StatusOK {
+				return nil, fmt.Errorf("GET %s: %s", u, resp.Status)
+			}
+			var list notifications.ListNotificationsResponse
+			if err := json.NewDecoder(resp.Body).Decode(&list); err != nil {
+				return nil, err
+			}
+			return list.Notifications, nil
+		},
+		Backlog: func(ctx context.Context) (float64, float64, error) {
+			sc := backlog.ScrapeOnce(ctx)
+			if len(sc.Missing) > 0 {
+				return 0, 0, fmt.Errorf("no metrics from %v", sc.Missing)
+			}
+			var lag float64
+			for k, v := range sc.Values {
+				if k.Metric == "events_consumer_pending_messages" || k.Metric == "events_consumer_ack_pending_messages" {
+					lag += v
+				}
+			}
+			return outboxBacklog(sc), lag, nil
+		},
+	}
+}
+
+// outboxBacklog sums events_outbox_backlog over the services of a scrape.
+func outboxBacklog(sc measure.Scrape) float64 {
+	var total float64
+	for k, v := range sc.Values {
+		if k.Metric == "events_outbox_backlog" {
+			total += v
+		}
+	}
+	return total
+}
+
+// routeIncrease is how many requests service served on routes (comma-separated) between from and to (the scrapes
+// nearest inside the interval).
+func routeIncrease(scrapes []measure.Scrape, service, routes string, from, to time.Time) float64 {
+	var first, last *measure.Scrape
+	for i := range scrapes {
+		if !scrapes[i].At.Before(from) && first == nil {
+			first = &scrapes[i]
+		}
+		if !scrapes[i].At.After(to) {
+			last = &scrapes[i]
+		}
+	}
+	if first == nil || last == nil || !last.At.After(first.At) {
+		return 0
+	}
+	var total float64
+	for _, r := range strings.Split(routes, ",") {
+		for k := range last.Values {
+			if k.Service == service && k.Metric == "http_server_requests_total" && k.Route == strings.TrimSpace(r) {
+				total += measure.Increase(*first, *last, k)
+			}
+		}
+	}
+	return total
+}
+
 // fetchPolicyEvents reads every service's /debug/resilience and keeps the events since start. The
 // document's shape is the resilience package's; any object with a kind and a time is taken as an event.
 func fetchPolicyEvents(ctx context.Context, lab Lab, since time.Time) []PolicyEvent {
 	var out []PolicyEvent
 	hc := &http.Client{Timeout: 3 * time.Second}
-	for _, svc := range []string{"gateway", "orders"} {
+	for _, svc := range []string{"gateway", "orders", "catalog", "payments"} {
 		req, err := http.NewRequestWithContext(ctx, http.MethodGet, lab.ObserveURL(svc, "debug/resilience"), nil)
 		if err != nil {
 			continue

@@ -9,6 +9,7 @@ package experiment
 import (
 	"context"
 	"fmt"
+	"math"
 	"time"
 
 	"github.com/resilience-lab/lab/scenarios/fault"
@@ -23,6 +24,8 @@ type Lab interface {
 	WaitReady(ctx context.Context, timeout time.Duration) error
 	GatewayURL() string
 	ObserveURL(service, path string) string
+	// ServiceToken mints the token caller would send to callee (reads of a service's API).
+	ServiceToken(caller, callee string) (string, error)
 	FaultTarget() fault.Target
 }
 
@@ -33,13 +36,26 @@ type Stream struct {
 	Name  string
 	Rate  float64
 	Kinds map[string]int
+	// Deadline, when set, is the budget the client states on every request (X-Deadline-Ms), which the
+	// shop propagates from hop to hop; the client itself still waits up to the scenario's ClientTimeout.
+	Deadline time.Duration `json:",omitempty"`
+	// Customers are the indexes of the shop's customers that send this stream (default: all of them).
+	Customers []int `json:",omitempty"`
+}
+
+// CalleeLoad names requests a service serves (its routes, comma-separated ServeMux patterns), whose
+// rate during the fault the report gives: the load a policy keeps off a callee.
+type CalleeLoad struct {
+	Service, Routes string
 }
 
 // Thresholds are a steady-state hypothesis: a second is "steady" when its success rate is at least
-// MinSuccess and its p99 at most MaxP99 (0: not checked).
+// MinSuccess, its p99 at most MaxP99 (0: not checked) and, when MinConfirmed is set, at least that
+// share of the orders placed in it came back confirmed (a saga that compensated answers 201 too).
 type Thresholds struct {
-	MinSuccess float64
-	MaxP99     time.Duration
+	MinSuccess   float64
+	MaxP99       time.Duration
+	MinConfirmed float64
 }
 
 func (t Thresholds) String() string {
@@ -47,20 +63,84 @@ func (t Thresholds) String() string {
 	if t.MaxP99 > 0 {
 		s += fmt.Sprintf(", p99 ≤ %s", t.MaxP99)
 	}
+	if t.MinConfirmed > 0 {
+		s += fmt.Sprintf(", orders confirmed ≥ %.0f%%", t.MinConfirmed*100)
+	}
 	return s
 }
 
-// Watch names a circuit breaker whose state the report bands and whose opening is the detection.
+// Watch names a circuit breaker whose state the report bands and whose opening is the detection. Its
+// settings and the traffic on its link give the bounds the lab checks.
 type Watch struct {
 	Service    string // the caller, holding the breaker
 	Downstream string // the link name, as in the metrics' downstream label
-	// FailuresToTrip and the arrival rate on the link give the detection bound:
-	// FailuresToTrip ÷ LinkRate seconds after the fault.
-	FailuresToTrip int
-	LinkRate       float64
-	// SleepWindow and ProbeInterval give the recovery bound: SleepWindow + 2 × ProbeInterval.
+	// The breaker's trip rule: at least MinRequests calls completed in its rolling Window and a failure
+	// share of at least FailureRatio.
+	FailureRatio float64
+	MinRequests  int
+	Window       time.Duration
+	// LinkRate is the calls per second the load sends over the link before the fault; FailureRate the
+	// requests per second that fail on it during the fault (default LinkRate), each with
+	// FailuresPerRequest failed calls one after the other (default 1; orders' compensation re-sends a
+	// charge whose outcome is unknown, retries under the breaker add theirs). FailureLatency is how long
+	// a failing call takes to count as one (its timeout, 0 for a refusal).
+	LinkRate           float64
+	FailureRate        float64
+	FailuresPerRequest int
+	FailureLatency     time.Duration
+	// SleepWindow and ProbeInterval give the recovery bound: SleepWindow + 2 × ProbeInterval (a
+	// probe is the next call after the sleep window: ProbeInterval defaults to 1 ÷ LinkRate).
 	SleepWindow   time.Duration
 	ProbeInterval time.Duration
+}
+
+// DetectionBound is when the breaker's rule is first met after a fault that makes every call fail
+// (0 when it never is: a window that cannot hold MinRequests calls at these rates), with load on the
+// link for loadBefore before it: failures arrive at FailureRate × FailuresPerRequest once the first
+// has taken FailureLatency, while the successes before the fault roll out of the window. failures is
+// how many it takes — the bound is failures needed ÷ arrival rate, plus the latency of a failure.
+//
+// The window is gobreaker's rolling one: ten buckets, the newest filling up, so it spans 9 to 10
+// bucket periods — 95 % of Window on average, which the bound uses. The bucket phase at the fault is
+// chance, so the breaker trips within about ±5 % of the bound (more when few calls fill the window).
+func (w Watch) DetectionBound(loadBefore time.Duration) (bound time.Duration, failures int) {
+	if w.LinkRate <= 0 || w.Window <= 0 || w.FailureRatio <= 0 {
+		return 0, 0
+	}
+	window := 0.95 * w.Window.Seconds()
+	pre := min(loadBefore.Seconds(), window)
+	lat := w.FailureLatency.Seconds()
+	failRate := w.FailureRate
+	if failRate == 0 {
+		failRate = w.LinkRate
+	}
+	perRequest := max(w.FailuresPerRequest, 1)
+	for ms := 0; ms <= 60_000; ms++ {
+		t := float64(ms) / 1000
+		// Successes still in the window t after the fault: those of the last `window` seconds before
+		// the fault, minus what rolled out; failures counted so far and still in the window (the k-th
+		// failed call of a request comes k failure latencies after it was sent).
+		succ := w.LinkRate * max(0, min(pre, window-t))
+		var fail float64
+		for k := 1; k <= perRequest; k++ {
+			fail += failRate * max(0, min(t-float64(k)*lat, window))
+		}
+		done := succ + fail
+		if done >= float64(w.MinRequests) && fail > 0 && fail >= w.FailureRatio*done-1e-9 {
+			return time.Duration(ms) * time.Millisecond, int(math.Ceil(fail - 1e-9))
+		}
+	}
+	return 0, 0
+}
+
+// RecoveryBound is the sleep window plus two probe intervals, plus the latency of a failing call: a
+// probe sent just before the fault ended still fails that much later and opens the breaker again.
+func (w Watch) RecoveryBound() time.Duration {
+	probe := w.ProbeInterval
+	if probe == 0 && w.LinkRate > 0 {
+		probe = time.Duration(float64(time.Second) / w.LinkRate)
+	}
+	return w.SleepWindow + 2*probe + w.FailureLatency
 }
 
 // Amplification measures calls arriving at a callee per call its caller served: the route labels are
@@ -111,11 +191,14 @@ type Scenario struct {
 	RecoverSeconds int
 	Watch          []Watch
 	Amplification  *Amplification
+	CalleeLoad     *CalleeLoad
 	// Accounting checks, after recovery, that no acknowledged order was lost, duplicated or stuck and
-	// that stock and payments agree.
-	Accounting bool
-	Safety     *Safety
-	Expect     []Expectation
+	// that stock and payments agree, and that every order's events reached the notifications consumer
+	// exactly once (waiting up to EventSettle, default 15 s, for the outboxes to drain).
+	Accounting  bool
+	EventSettle time.Duration
+	Safety      *Safety
+	Expect      []Expectation
 }
 
 // Name is ID/Variant.
@@ -127,6 +210,9 @@ func (s Scenario) withDefaults() Scenario {
 	}
 	if s.RecoverSeconds == 0 {
 		s.RecoverSeconds = 2
+	}
+	if s.EventSettle == 0 {
+		s.EventSettle = 15 * time.Second
 	}
 	return s
 }

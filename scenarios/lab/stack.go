@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -21,6 +24,7 @@ import (
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/resilience-lab/lab/scenarios/fault"
+	"github.com/resilience-lab/lab/services/platform"
 	"github.com/testcontainers/testcontainers-go"
 	tclog "github.com/testcontainers/testcontainers-go/log"
 	tcnetwork "github.com/testcontainers/testcontainers-go/network"
@@ -38,6 +42,8 @@ const (
 	toxiproxyAPIPort = 8474
 	// JWTSecret signs the gateway's dev tokens inside the lab.
 	JWTSecret = "resilience-lab-scenarios-secret-0123456789abcdef"
+	// ServiceSecret signs the service-to-service tokens inside the lab (SERVICE_TOKEN_SECRET).
+	ServiceSecret = "resilience-lab-scenarios-service-secret-0123456789"
 )
 
 // Link is one caller→callee arrow of the shop, routed through its own Toxiproxy proxy.
@@ -245,6 +251,12 @@ func (s *Stack) GatewayURL() string {
 	return s.gatewayURL
 }
 
+// ServiceToken mints the service token caller would send to callee, for the harness's reads of a
+// service's API through the observation relay (which forwards Authorization).
+func (s *Stack) ServiceToken(caller, callee string) (string, error) {
+	return platform.ServiceAuth{Secret: []byte(ServiceSecret)}.TokenSource(caller, callee).Token()
+}
+
 // ObserveURL is where the harness reads path (metrics, debug/resilience, readyz) of service: through
 // the Toxiproxy container's relay, which dials the service directly, past every fault.
 func (s *Stack) ObserveURL(service, path string) string {
@@ -270,12 +282,28 @@ func (s *Stack) baseRequest(name string) testcontainers.ContainerRequest {
 	}
 }
 
-// publishOnLoopback binds port to an ephemeral port on 127.0.0.1 only.
+// publishOnLoopback publishes port on a free port of 127.0.0.1 only. The host port is picked here, below
+// the kernel's ephemeral range: a port Docker picked itself from that range may be the local end of
+// some outgoing connection by the time its proxy binds it (run retries when that happens anyway).
 func publishOnLoopback(port int) func(*container.HostConfig) {
 	return func(hc *container.HostConfig) {
 		p := network.MustParsePort(strconv.Itoa(port) + "/tcp")
-		hc.PortBindings = network.PortMap{p: {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: "0"}}}
+		hc.PortBindings = network.PortMap{p: {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(freeLoopbackPort())}}}
 	}
+}
+
+// freeLoopbackPort returns a port of 127.0.0.1 in [20000, 32000) that nothing listens on now, or 0 (let
+// Docker pick) when none of a few tries is free.
+func freeLoopbackPort() int {
+	for range 50 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	return 0
 }
 
 func (s *Stack) startToxiproxy(ctx context.Context) error {
@@ -341,15 +369,20 @@ func (s *Stack) serviceEnv(svc string) map[string]string {
 		"SHUTDOWN_TIMEOUT":       "2s",
 		upperName(svc) + "_ADDR": fmt.Sprintf(":%d", ServicePorts[svc]),
 	}
+	// Service tokens are off until every caller mints them (the gateway does not yet); turn them on
+	// by setting SERVICE_TOKEN_SECRET=ServiceSecret instead.
+	env["SERVICE_AUTH"] = "off"
 	switch svc {
 	case "gateway":
 		env["GATEWAY_JWT_SECRET"] = JWTSecret
 		env["GATEWAY_DEV_TOKENS"] = "true"
 	default:
 		env[upperName(svc)+"_DB"] = "/data/" + svc + ".db"
-		// A relay or consumer that backed off while the broker was away tries again within a second
-		// of its return, so a short run sees the backlog drain.
+		// Sized for short runs: a relay or consumer that backed off while the broker was away tries
+		// again within a second of its return, and a delivery lost with a broker connection (fetched,
+		// never acked) comes again after 3 s instead of 30 s.
 		env["EVENTS_MAX_BACKOFF"] = "1s"
+		env["EVENTS_ACK_WAIT"] = "3s"
 	}
 	if svc == "orders" {
 		// Sagas a fault left half-done resume within a second or two of the fault, so a short run
@@ -415,6 +448,17 @@ func (s *Stack) run(ctx context.Context, name string, req testcontainers.Contain
 	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
 		ContainerRequest: req, Started: true, Logger: s.tclogger,
 	})
+	// Docker picks a published port that another process may take before its proxy binds it: try
+	// again with a fresh container.
+	for attempt := 1; err != nil && attempt < 4 && strings.Contains(err.Error(), "address already in use"); attempt++ {
+		fmt.Fprintf(s.progress, "lab: %s: published port taken (%v), starting it again\n", name, err)
+		if c != nil {
+			_ = c.Terminate(ctx)
+		}
+		c, err = testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{
+			ContainerRequest: req, Started: true, Logger: s.tclogger,
+		})
+	}
 	if dc, ok := c.(*testcontainers.DockerContainer); ok && dc != nil {
 		s.mu.Lock()
 		s.containers[name] = dc
@@ -478,7 +522,8 @@ func (s *Stack) Reconfigure(ctx context.Context, env map[string]map[string]strin
 		}
 		fmt.Fprintf(s.progress, "lab: recreating %s with %v\n", svc, env[svc])
 		if old != nil {
-			if err := old.Terminate(ctx, testcontainers.StopTimeout(2*time.Second)); err != nil {
+			// Its database goes with it: no need to wait for a graceful stop.
+			if err := old.Terminate(ctx, testcontainers.StopTimeout(0)); err != nil {
 				return fmt.Errorf("lab: remove %s: %w", svc, err)
 			}
 		}
@@ -527,30 +572,38 @@ func (s *Stack) Reset(ctx context.Context) error {
 func (s *Stack) WaitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	hc := &http.Client{Timeout: 2 * time.Second}
+	var steps []func(context.Context) error
 	for _, svc := range slices.Concat([]string{Broker}, Services) {
-		path := "readyz"
-		if svc == Broker {
-			path = "healthz?js-enabled-only=true"
+		steps = append(steps, func(ctx context.Context) error { return s.waitServiceReady(ctx, svc, timeout) })
+	}
+	return parallel(steps...)(ctx)
+}
+
+// waitServiceReady polls svc's /readyz (the broker's /healthz) until it answers 200.
+func (s *Stack) waitServiceReady(ctx context.Context, svc string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	path := "readyz"
+	if svc == Broker {
+		path = "healthz?js-enabled-only=true"
+	}
+	hc := &http.Client{Timeout: 2 * time.Second}
+	for {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.ObserveURL(svc, path), nil)
+		resp, err := hc.Do(req)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
 		}
-		for {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.ObserveURL(svc, path), nil)
-			resp, err := hc.Do(req)
-			if err == nil {
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					break
-				}
-			}
-			select {
-			case <-ctx.Done():
-				return fmt.Errorf("lab: %s not ready within %s", svc, timeout)
-			case <-time.After(200 * time.Millisecond):
-			}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lab: %s not ready within %s", svc, timeout)
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	return nil
 }
 
 // Close removes every container and the network. It is idempotent and safe to call from a signal
@@ -687,14 +740,17 @@ func (s *Stack) KillService(ctx context.Context, service string) error {
 	return err
 }
 
-// StartService starts a stopped or killed service again.
+// StartService starts a stopped or killed service again and returns once it is ready, so the fault's
+// end is when the service is back, not when its process was started.
 func (s *Stack) StartService(ctx context.Context, service string) error {
 	id, err := s.serviceID(service)
 	if err != nil {
 		return err
 	}
-	_, err = s.docker.ContainerStart(ctx, id, client.ContainerStartOptions{})
-	return err
+	if _, err = s.docker.ContainerStart(ctx, id, client.ContainerStartOptions{}); err != nil {
+		return err
+	}
+	return s.waitServiceReady(ctx, service, 30*time.Second)
 }
 
 // PauseService freezes every process of service.

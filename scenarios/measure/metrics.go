@@ -29,11 +29,14 @@ type Key struct {
 	Downstream string `json:"downstream,omitempty"`
 	Route      string `json:"route,omitempty"`
 	To         string `json:"to,omitempty"`
+	// Label is the label that splits an events series: outcome (events_handled_total) or event_type
+	// (notifications_created_total).
+	Label string `json:"label,omitempty"`
 }
 
 func (k Key) String() string {
 	s := k.Service + " " + k.Metric
-	for _, p := range []string{k.Downstream, k.Route, k.To} {
+	for _, p := range []string{k.Downstream, k.Route, k.To, k.Label} {
 		if p != "" {
 			s += " " + p
 		}
@@ -134,8 +137,17 @@ func (s *Scraper) read(ctx context.Context, service string) (map[Key]float64, er
 	return ParseMetrics(service, resp.Body)
 }
 
+// keptMetrics are the series the lab reads besides every resilience_* one: requests by route, and the
+// events pipeline (outbox backlog, relay, consumer outcomes, orders waiting for payments).
+var keptMetrics = map[string]bool{
+	"http_server_requests_total": true, "events_outbox_backlog": true, "events_published_total": true,
+	"events_publish_failures_total": true, "events_handled_total": true, "notifications_created_total": true,
+	"orders_pending_payment": true, "events_consumer_pending_messages": true, "events_consumer_ack_pending_messages": true,
+}
+
 // ParseMetrics reads a Prometheus text exposition and keeps the lab's series: every resilience_*
-// counter and gauge by downstream (and target state), and http_server_requests_total by route.
+// counter and gauge by downstream (and target state), http_server_requests_total by route, and the
+// events pipeline's series (keptMetrics).
 func ParseMetrics(service string, r io.Reader) (map[Key]float64, error) {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	fams, err := parser.TextToMetricFamilies(r)
@@ -144,8 +156,7 @@ func ParseMetrics(service string, r io.Reader) (map[Key]float64, error) {
 	}
 	out := map[Key]float64{}
 	for name, fam := range fams {
-		keep := strings.HasPrefix(name, "resilience_") || name == "http_server_requests_total"
-		if !keep {
+		if !strings.HasPrefix(name, "resilience_") && !keptMetrics[name] {
 			continue
 		}
 		for _, m := range fam.GetMetric() {
@@ -158,6 +169,10 @@ func ParseMetrics(service string, r io.Reader) (map[Key]float64, error) {
 					k.Route = l.GetValue()
 				case "to":
 					k.To = l.GetValue()
+				case "outcome", "event_type":
+					if strings.HasPrefix(name, "events_") || strings.HasPrefix(name, "notifications_") {
+						k.Label = l.GetValue()
+					}
 				}
 			}
 			out[k] += value(fam.GetType(), m)

@@ -38,8 +38,9 @@ type Shop struct {
 	Client    *http.Client
 
 	mu     sync.Mutex
-	placed map[string]*Placement // by idempotency key
-	known  []string              // acknowledged order ids, for reads
+	placed map[string]*Placement     // by idempotency key
+	known  []string                  // acknowledged order ids, for reads
+	final  map[string][]orders.Order // by customer, as Account last read them
 }
 
 // Customer is one dev-token subject.
@@ -157,14 +158,19 @@ func (s *Shop) anyToken() string {
 }
 
 // Kinds returns the request kinds of the shop; keyPrefix makes idempotency keys unique to one run.
-func (s *Shop) Kinds(keyPrefix string) map[string]loadtest.Kind {
+// customers, when given, are the indexes of the customers that send them (default: every customer).
+func (s *Shop) Kinds(keyPrefix string, customers ...int) map[string]loadtest.Kind {
+	customer := s.customer
+	if len(customers) > 0 {
+		customer = func(seq uint64) Customer { return s.Customers[customers[int(seq%uint64(len(customers)))]] }
+	}
 	get := func(path func(seq uint64) string) func(ctx context.Context, seq uint64) (*http.Request, error) {
 		return func(ctx context.Context, seq uint64) (*http.Request, error) {
 			req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.BaseURL+path(seq), nil)
 			if err != nil {
 				return nil, err
 			}
-			req.Header.Set("Authorization", "Bearer "+s.customer(seq).Token)
+			req.Header.Set("Authorization", "Bearer "+customer(seq).Token)
 			return req, nil
 		}
 	}
@@ -185,7 +191,7 @@ func (s *Shop) Kinds(keyPrefix string) map[string]loadtest.Kind {
 		}, Classify: loadtest.ExpectStatus(http.StatusNotFound)},
 		KindPlaceOrder: {Name: KindPlaceOrder, Weight: 1,
 			Build: func(ctx context.Context, seq uint64) (*http.Request, error) {
-				c := s.customer(seq)
+				c := customer(seq)
 				key := fmt.Sprintf("%s-%d", keyPrefix, seq)
 				p := s.Products[int(seq/3)%len(s.Products)]
 				body, _ := json.Marshal(map[string]any{"items": []orders.Item{{ProductID: p.ID, Quantity: 1 + int64(seq%2)}}})
@@ -341,6 +347,9 @@ func (s *Shop) Account(ctx context.Context, stockBefore []catalog.Product, settl
 		}
 	}
 	a.SettleSeconds = time.Since(begin).Seconds()
+	s.mu.Lock()
+	s.final = all
+	s.mu.Unlock()
 
 	byID := map[string]orders.Order{}
 	var confirmed []orders.Order
@@ -464,4 +473,27 @@ func (s *Shop) checkPayments(ctx context.Context, settled []orders.Order, a *Acc
 	}
 	wg.Wait()
 	return bad
+}
+
+// Outcomes counts the orders of the shop's customers created between from and to (answered or not),
+// how many of them ended confirmed, and how many were charged (the order holds a payment), as Account
+// last read them.
+func (s *Shop) Outcomes(from, to time.Time) (created, confirmed, charged int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, list := range s.final {
+		for _, o := range list {
+			if o.CreatedAt.Before(from) || !o.CreatedAt.Before(to) {
+				continue
+			}
+			created++
+			if o.Status == orders.StatusConfirmed {
+				confirmed++
+			}
+			if o.PaymentID != "" {
+				charged++
+			}
+		}
+	}
+	return created, confirmed, charged
 }

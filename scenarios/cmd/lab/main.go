@@ -9,7 +9,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/resilience-lab/lab/scenarios"
@@ -41,7 +40,8 @@ func run(only, dir string) int {
 			return 2
 		}
 	}
-	stack, err := lab.Start(ctx, lab.Config{Progress: os.Stderr})
+	selected := scenarios.Select(only)
+	stack, err := lab.Start(ctx, scenarios.StackConfig(selected, os.Stderr))
 	if err != nil {
 		if errors.Is(err, lab.ErrNoDocker) {
 			fmt.Fprintln(os.Stderr, "lab: a Docker engine is needed: run `make docker-engine` first:", err)
@@ -55,10 +55,7 @@ func run(only, dir string) int {
 
 	var reports []*experiment.Report
 	failed := 0
-	for _, sc := range scenarios.Ordered(scenarios.All()) {
-		if only != "" && !strings.Contains(sc.ID, only) {
-			continue
-		}
+	for _, sc := range selected {
 		rep, err := scenarios.RunOne(ctx, stack, sc, dir, os.Stderr)
 		if rep != nil {
 			reports = append(reports, rep)

@@ -137,6 +137,9 @@ func observeHandler(services map[string]*url.URL) http.Handler {
 			return
 		}
 		req.Header.Set("Accept", r.Header.Get("Accept"))
+		if auth := r.Header.Get("Authorization"); auth != "" {
+			req.Header.Set("Authorization", auth) // a service token for an API read (notifications)
+		}
 		resp, err := client.Do(req)
 		if err != nil {
 			platform.WriteError(w, platform.Errorf(http.StatusBadGateway, "unreachable", "%v", err))
