@@ -79,6 +79,10 @@ func (p *Policies) Client(link string) platform.ClientOption {
 	return platform.WithPolicies(l.Policies())
 }
 
+// Events is the hook that adds an event to the log /debug/resilience serves, for policies built outside
+// Build (a discovery balancer's ejections).
+func (p *Policies) Events() policy.Hook { return p.log.add }
+
 // Middleware applies the server-side policies (rate limit, shedding) to a service's API handler.
 func (p *Policies) Middleware(api http.Handler) http.Handler { return p.server.Middleware(api) }
 

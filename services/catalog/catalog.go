@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/resilience-lab/lab/discovery"
 	"github.com/resilience-lab/lab/events"
 	"github.com/resilience-lab/lab/resilience"
 	"github.com/resilience-lab/lab/services/platform"
@@ -42,6 +43,10 @@ type Config struct {
 	// ServiceAuth is the service token every API call must carry (SERVICE_TOKEN_SECRET or
 	// SERVICE_TOKEN_SECRET_FILE; SERVICE_AUTH=off to run without; see docs/security.md). Zero: off.
 	ServiceAuth platform.ServiceAuth
+	// Discovery registers this instance in the registry while it runs (REGISTRY_ENDPOINTS,
+	// SERVICE_ADVERTISE_URL, SERVICE_INSTANCE_ID, SERVICE_VERSION; see docs/patterns/discovery.md). Off
+	// by default.
+	Discovery discovery.ServiceConfig
 }
 
 // ConfigFromEnv reads the catalog's configuration; bad values are collected in env (see env.Err).
@@ -60,6 +65,7 @@ func ConfigFromEnv(env *platform.Env) Config {
 	cfg.Resilience = resilience.ServiceConfigFromEnv(env, "catalog")
 	cfg.Tracing = platform.TracingConfigFromEnv(env)
 	cfg.ServiceAuth = platform.ServiceAuthFromEnv(env)
+	cfg.Discovery = discovery.ServiceConfigFromEnv(env, "catalog", true, nil)
 	for _, p := range cfg.problems() {
 		env.Fail("%s", p)
 	}
@@ -123,6 +129,12 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 		st.Close()
 		return nil, nil, err
 	}
+	disc, err := cfg.Discovery.Start("catalog", reg, policies.Events(), logger)
+	if err != nil {
+		relay.Close()
+		st.Close()
+		return nil, nil, err
+	}
 	sweepCtx, stopSweeper := context.WithCancel(context.WithoutCancel(ctx))
 	sweeper := &sweeper{svc: svc, interval: cfg.SweepInterval, logger: logger, done: make(chan struct{})}
 	go sweeper.run(sweepCtx)
@@ -136,14 +148,16 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 			Extra:    map[string]http.Handler{resilience.DebugRoute: policies.DebugHandler()},
 			Auth:     cfg.ServiceAuth,
 			// Only the saga holds stock; the gateway and orders read products.
-			Callers: map[string][]string{"/reservations": {"orders"}, "/products": {"gateway", "orders"}},
-			Tracing: tracing,
+			Callers:     map[string][]string{"/reservations": {"orders"}, "/products": {"gateway", "orders"}},
+			Tracing:     tracing,
+			BeforeDrain: disc.BeforeDrain(),
 		}, &closer{close: func() error {
+			discErr := disc.Close()
 			stopSweeper()
 			<-sweeper.done
 			relay.Close()
 			policies.Close()
-			return errors.Join(st.Close(), platform.FlushTracing(stopTracing))
+			return errors.Join(discErr, st.Close(), platform.FlushTracing(stopTracing))
 		}}, nil
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/resilience-lab/lab/discovery"
 	"github.com/resilience-lab/lab/events"
 	"github.com/resilience-lab/lab/resilience"
 	catalogclient "github.com/resilience-lab/lab/services/catalog/client"
@@ -63,6 +64,11 @@ type Config struct {
 	// catalog and payments carry (SERVICE_TOKEN_SECRET or SERVICE_TOKEN_SECRET_FILE; SERVICE_AUTH=off to
 	// run without; see docs/security.md). Zero: off.
 	ServiceAuth platform.ServiceAuth
+	// Discovery registers this instance and, when on, balances the links orders-catalog and
+	// orders-payments over the registered instances, seeded with CATALOG_URL and PAYMENTS_URL
+	// (REGISTRY_ENDPOINTS, SERVICE_*, ORDERS_CATALOG_LB, ORDERS_CATALOG_OUTLIER_*, …; see
+	// docs/patterns/discovery.md). Off by default: the static URLs are called.
+	Discovery discovery.ServiceConfig
 
 	// catalog and payments, when set, replace the typed clients (unit tests use in-memory fakes).
 	catalog  Catalog
@@ -91,6 +97,8 @@ func ConfigFromEnv(env *platform.Env) Config {
 	cfg.Resilience = resilience.ServiceConfigFromEnv(env, "orders", LinkCatalog, LinkPayments)
 	cfg.Tracing = platform.TracingConfigFromEnv(env)
 	cfg.ServiceAuth = platform.ServiceAuthFromEnv(env)
+	cfg.Discovery = discovery.ServiceConfigFromEnv(env, "orders", true, map[string]discovery.SeededLink{
+		LinkCatalog: {Service: "catalog", Seed: cfg.CatalogURL}, LinkPayments: {Service: "payments", Seed: cfg.PaymentsURL}})
 	for _, p := range cfg.problems() {
 		env.Fail("%s", p)
 	}
@@ -157,6 +165,8 @@ type app struct {
 	store    *store
 	relay    *events.Relay
 	policies *resilience.Policies
+	// discovery is nil when off.
+	discovery *discovery.Discovery
 	// stopTracing flushes the spans still buffered (see platform.TracingConfig).
 	stopTracing func(context.Context) error
 
@@ -183,11 +193,17 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 	if err != nil {
 		return nil, err
 	}
+	disc, err := cfg.Discovery.Start("orders", reg, policies.Events(), logger)
+	if err != nil {
+		policies.Close()
+		return nil, err
+	}
 	cat, pay := cfg.catalog, cfg.payments
 	if cat == nil {
 		c, err := catalogclient.New(cfg.CatalogURL, append(cfg.CatalogOptions, policies.Client(LinkCatalog),
-			cfg.ServiceAuth.Client("orders", "catalog"))...)
+			disc.Client(LinkCatalog), cfg.ServiceAuth.Client("orders", "catalog"))...)
 		if err != nil {
+			disc.Close()
 			policies.Close()
 			return nil, fmt.Errorf("catalog client: %w", err)
 		}
@@ -195,8 +211,9 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 	}
 	if pay == nil {
 		c, err := paymentsclient.New(cfg.PaymentsURL, append(cfg.PaymentsOptions, policies.Client(LinkPayments),
-			cfg.ServiceAuth.Client("orders", "payments"))...)
+			disc.Client(LinkPayments), cfg.ServiceAuth.Client("orders", "payments"))...)
 		if err != nil {
+			disc.Close()
 			policies.Close()
 			return nil, fmt.Errorf("payments client: %w", err)
 		}
@@ -204,6 +221,7 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 	}
 	st, err := openStore(ctx, cfg.DB, cfg.Now)
 	if err != nil {
+		disc.Close()
 		policies.Close()
 		return nil, err
 	}
@@ -216,6 +234,7 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 	relay, err := startRelay(ctx, cfg.Events, st, logger, reg)
 	if err != nil {
 		stop()
+		disc.Close()
 		policies.Close()
 		st.Close()
 		return nil, err
@@ -223,16 +242,18 @@ func open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 	svc := &service{store: st, saga: sg, metrics: m}
 	a := &app{
 		platform: &platform.Service{
-			Name:     "orders",
-			API:      policies.Middleware(NewHTTPHandler(NewSet(svc), logger)),
-			Registry: reg,
-			Logger:   logger,
-			Ready:    []platform.ReadyCheck{{Name: "db", Check: st.ping}, relay.ReadyCheck()},
-			Extra:    map[string]http.Handler{resilience.DebugRoute: policies.DebugHandler()},
-			Auth:     cfg.ServiceAuth,
-			Callers:  map[string][]string{"/orders": {"gateway"}},
-			Tracing:  tracing,
+			Name:        "orders",
+			API:         policies.Middleware(NewHTTPHandler(NewSet(svc), logger)),
+			Registry:    reg,
+			Logger:      logger,
+			Ready:       []platform.ReadyCheck{{Name: "db", Check: st.ping}, relay.ReadyCheck()},
+			Extra:       disc.Extra(map[string]http.Handler{resilience.DebugRoute: policies.DebugHandler()}),
+			Auth:        cfg.ServiceAuth,
+			Callers:     map[string][]string{"/orders": {"gateway"}},
+			Tracing:     tracing,
+			BeforeDrain: disc.BeforeDrain(),
 		},
+		discovery:   disc,
 		stopTracing: stopTracing,
 		policies:    policies,
 		service:     svc,
@@ -259,8 +280,9 @@ func (a *app) Close() error {
 		a.resuming.Wait()
 		a.saga.close()
 		a.relay.Close()
+		discErr := a.discovery.Close()
 		a.policies.Close()
-		a.err = errors.Join(a.store.Close(), platform.FlushTracing(a.stopTracing))
+		a.err = errors.Join(discErr, a.store.Close(), platform.FlushTracing(a.stopTracing))
 	})
 	return a.err
 }

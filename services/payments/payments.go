@@ -12,6 +12,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/resilience-lab/lab/discovery"
 	"github.com/resilience-lab/lab/events"
 	"github.com/resilience-lab/lab/resilience"
 	"github.com/resilience-lab/lab/services/platform"
@@ -42,6 +43,10 @@ type Config struct {
 	// ServiceAuth is the service token every API call must carry (SERVICE_TOKEN_SECRET or
 	// SERVICE_TOKEN_SECRET_FILE; SERVICE_AUTH=off to run without; see docs/security.md). Zero: off.
 	ServiceAuth platform.ServiceAuth
+	// Discovery registers this instance in the registry while it runs (REGISTRY_ENDPOINTS,
+	// SERVICE_ADVERTISE_URL, SERVICE_INSTANCE_ID, SERVICE_VERSION; see docs/patterns/discovery.md). Off
+	// by default.
+	Discovery discovery.ServiceConfig
 }
 
 // Defaults of Config.
@@ -65,6 +70,7 @@ func ConfigFromEnv(env *platform.Env) Config {
 	cfg.Resilience = resilience.ServiceConfigFromEnv(env, "payments")
 	cfg.Tracing = platform.TracingConfigFromEnv(env)
 	cfg.ServiceAuth = platform.ServiceAuthFromEnv(env)
+	cfg.Discovery = discovery.ServiceConfigFromEnv(env, "payments", true, nil)
 	if cfg.DeclineOverCents < 0 {
 		env.Fail("PAYMENTS_DECLINE_OVER_CENTS=%d: want a non-negative number of cents", cfg.DeclineOverCents)
 	}
@@ -98,6 +104,11 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 		return nil, nil, err
 	}
 	closer := relayAndStore{relay, st}
+	disc, err := cfg.Discovery.Start("payments", reg, policies.Events(), logger)
+	if err != nil {
+		closer.Close()
+		return nil, nil, err
+	}
 	return &platform.Service{
 			Name:     "payments",
 			API:      policies.Middleware(NewHTTPHandler(NewSet(svc), logger)),
@@ -107,10 +118,12 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 			Extra:    map[string]http.Handler{resilience.DebugRoute: policies.DebugHandler()},
 			Auth:     cfg.ServiceAuth,
 			// Only the saga charges and refunds; the gateway reads a customer's payment.
-			Callers: map[string][]string{"/payments": {"orders"}, "GET /payments": {"orders", "gateway"}},
-			Tracing: tracing,
+			Callers:     map[string][]string{"/payments": {"orders"}, "GET /payments": {"orders", "gateway"}},
+			Tracing:     tracing,
+			BeforeDrain: disc.BeforeDrain(),
 		}, platform.CloserFunc(func() error {
+			discErr := disc.Close()
 			policies.Close()
-			return errors.Join(closer.Close(), platform.FlushTracing(stopTracing))
+			return errors.Join(discErr, closer.Close(), platform.FlushTracing(stopTracing))
 		}), nil
 }
