@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/resilience-lab/lab/discovery"
 	"github.com/resilience-lab/lab/resilience"
 	"github.com/resilience-lab/lab/services/platform"
 )
@@ -67,6 +68,11 @@ type Config struct {
 	// (SERVICE_TOKEN_SECRET or SERVICE_TOKEN_SECRET_FILE; SERVICE_AUTH=off to run without; see
 	// docs/security.md). The gateway's own API is public: it checks user tokens, not service tokens.
 	ServiceAuth platform.ServiceAuth
+	// Discovery, when on, balances the three links over the registered instances, seeded with the
+	// *_URL above (REGISTRY_ENDPOINTS, GATEWAY_CATALOG_LB, GATEWAY_CATALOG_OUTLIER_*, …; see
+	// docs/patterns/discovery.md). Off by default: the static URLs are called. The gateway does not
+	// register itself: nothing calls it through discovery.
+	Discovery discovery.ServiceConfig
 
 	// linkOptions adds resilience options to a link (tests: a fake clock).
 	linkOptions map[string][]resilience.Option
@@ -94,6 +100,9 @@ func ConfigFromEnv(env *platform.Env) Config {
 		Tracing:             platform.TracingConfigFromEnv(env),
 		ServiceAuth:         platform.ServiceAuthFromEnv(env),
 	}
+	cfg.Discovery = discovery.ServiceConfigFromEnv(env, "gateway", false, map[string]discovery.SeededLink{
+		LinkCatalog: {Service: "catalog", Seed: cfg.CatalogURL}, LinkOrders: {Service: "orders", Seed: cfg.OrdersURL},
+		LinkPayments: {Service: "payments", Seed: cfg.PaymentsURL}})
 	if err := cfg.validate(); err != nil {
 		env.Fail("%v", err)
 	}

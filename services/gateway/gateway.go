@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/resilience-lab/lab/discovery"
 	"github.com/resilience-lab/lab/resilience"
 	"github.com/resilience-lab/lab/resilience/ratelimit"
 	catalogclient "github.com/resilience-lab/lab/services/catalog/client"
@@ -41,21 +43,27 @@ func Open(_ context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Re
 	if err != nil {
 		return nil, nil, err
 	}
-	fail := func(err error) (*platform.Service, io.Closer, error) {
+	disc, err := cfg.Discovery.Start("gateway", reg, policies.Events(), logger)
+	if err != nil {
 		policies.Close()
 		return nil, nil, err
 	}
-	cat, err := catalogclient.New(cfg.CatalogURL, withLink(cfg.CatalogOptions, policies, LinkCatalog,
+	fail := func(err error) (*platform.Service, io.Closer, error) {
+		disc.Close()
+		policies.Close()
+		return nil, nil, err
+	}
+	cat, err := catalogclient.New(cfg.CatalogURL, withLink(cfg.CatalogOptions, policies, disc, LinkCatalog,
 		cfg.ServiceAuth.Client("gateway", "catalog"))...)
 	if err != nil {
 		return fail(fmt.Errorf("catalog client: %w", err))
 	}
-	ord, err := ordersclient.New(cfg.OrdersURL, withLink(cfg.OrdersOptions, policies, LinkOrders,
+	ord, err := ordersclient.New(cfg.OrdersURL, withLink(cfg.OrdersOptions, policies, disc, LinkOrders,
 		cfg.ServiceAuth.Client("gateway", "orders"))...)
 	if err != nil {
 		return fail(fmt.Errorf("orders client: %w", err))
 	}
-	pay, err := paymentsclient.New(cfg.PaymentsURL, withLink(cfg.PaymentsOptions, policies, LinkPayments,
+	pay, err := paymentsclient.New(cfg.PaymentsURL, withLink(cfg.PaymentsOptions, policies, disc, LinkPayments,
 		cfg.ServiceAuth.Client("gateway", "payments"))...)
 	if err != nil {
 		return fail(fmt.Errorf("payments client: %w", err))
@@ -65,16 +73,18 @@ func Open(_ context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Re
 		return fail(err)
 	}
 	svc.Tracing = tracing
+	svc.Extra = disc.Extra(svc.Extra)
 	return svc, platform.CloserFunc(func() error {
+		discErr := disc.Close()
 		policies.Close()
-		return platform.FlushTracing(stopTracing)
+		return errors.Join(discErr, platform.FlushTracing(stopTracing))
 	}), nil
 }
 
-// withLink appends the link's policies and the service token of its callee to the configured client
-// options without writing into the caller's slice.
-func withLink(opts []platform.ClientOption, policies *resilience.Policies, link string, token platform.ClientOption) []platform.ClientOption {
-	return append(slices.Clip(opts), policies.Client(link), token)
+// withLink appends the link's policies, its balancer (when discovery is on) and the service token of
+// its callee to the configured client options without writing into the caller's slice.
+func withLink(opts []platform.ClientOption, policies *resilience.Policies, disc *discovery.Discovery, link string, token platform.ClientOption) []platform.ClientOption {
+	return append(slices.Clip(opts), policies.Client(link), disc.Client(link), token)
 }
 
 // buildPolicies builds cfg.Resilience for the gateway: the server-side rate limit is the RateLimit*
