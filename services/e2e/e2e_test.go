@@ -121,7 +121,8 @@ func startShop(t *testing.T, paymentsWrap func(http.Handler) http.Handler) *shop
 	})
 	s.gateway = s.serve(gwSvc.Handler())
 
-	pc, err := paymentsclient.New(s.payments.URL)
+	// The test reads payments as orders does, with orders' service token.
+	pc, err := paymentsclient.New(s.payments.URL, platform.ServiceAuth{Secret: []byte(e2eServiceSecret)}.Client("orders", "payments"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,6 +133,12 @@ func startShop(t *testing.T, paymentsWrap func(http.Handler) http.Handler) *shop
 // configFrom reads a service's configuration from vars the way its main does, failing on a bad value.
 func configFrom[C any](t *testing.T, vars map[string]string, from func(*platform.Env) C) C {
 	t.Helper()
+	// Every hop carries a real service token, as in the stacks.
+	withSecret := map[string]string{"SERVICE_TOKEN_SECRET": e2eServiceSecret}
+	for k, v := range vars {
+		withSecret[k] = v
+	}
+	vars = withSecret
 	env := platform.EnvFrom(vars)
 	cfg := from(env)
 	if err := env.Err(); err != nil {
@@ -139,6 +146,9 @@ func configFrom[C any](t *testing.T, vars map[string]string, from func(*platform
 	}
 	return cfg
 }
+
+// e2eServiceSecret signs the service tokens of the in-process shop (test only).
+const e2eServiceSecret = "e2e-only-service-token-secret-0123456789abcdef"
 
 // open runs a service's Open and closes it when the test ends (after its server, registered later).
 func (s *shop) open(name string, open opener) *platform.Service {
