@@ -2,5 +2,6 @@
 // `make soak` (go test -tags soak ./soak/) runs the whole shop in process — catalog, payments, orders,
 // notifications and the gateway with service tokens on, over an embedded NATS — measures its capacity
 // through the gateway with the shop mix, then loads it at half that capacity for SOAK_DURATION (10m) and
-// fails if the goroutine count or the live heap grows. docs/performance.md (## Soak) has the last result.
+// fails if the shop at rest afterwards holds more goroutines or live heap than at rest before (after a
+// SOAK_WARMUP of load). docs/performance.md (## Soak) has the last result.
 package soak

@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
@@ -36,29 +37,38 @@ import (
 
 // Settings of the soak, each overridable from the environment.
 const (
-	defaultDuration = 10 * time.Minute // SOAK_DURATION
-	sampleEvery     = 10 * time.Second // SOAK_SAMPLE_EVERY
+	defaultDuration = 10 * time.Minute // SOAK_DURATION: the soak at half capacity
+	defaultWarmup   = time.Minute      // SOAK_WARMUP: load before the baseline, to fill pools and caches
+	sampleEvery     = 10 * time.Second // SOAK_SAMPLE_EVERY: the trend logged during the soak
 	// The capacity probe climbs in steps of probeStep requests/s held for probeHold each; a step is
 	// sustained when, in each of its seconds but the first, ≥ 99% of the requests due succeed and their
 	// p99 is at most probeP99.
 	probeStep = 50.0
 	probeHold = 5 * time.Second
 	probeP99  = 500.0 // ms
-	// Growth allowed between the early window (just after warm-up) and the late window (the last
-	// fifth): relative, plus an absolute floor for small counts.
-	goroutineGrowth = 0.20
-	goroutineSlack  = 20
+	// idleClose is the longest any keep-alive connection of the shop stays open idle (the platform's
+	// and the load generator's IdleConnTimeout): once it has passed after the load, only what the shop
+	// keeps for itself is left.
+	idleClose = 90 * time.Second
+	// Growth allowed from the baseline at rest (after the warm-up) to the end at rest: relative, plus an
+	// absolute floor for small counts.
+	goroutineGrowth = 0.05
+	goroutineSlack  = 10
 	heapGrowth      = 0.25
 	heapSlack       = 8 << 20 // bytes
 )
 
 // TestSoak loads the shop at half its measured capacity (or SOAK_RATE) for SOAK_DURATION and fails if
-// the goroutine count or the live heap grows from the early to the late part of the run.
+// the shop at rest afterwards holds more goroutines or more live heap than at rest before. Under load
+// both follow the work in flight, which on a shared machine swings with its contention, so the
+// comparison is made at rest: the load stopped, nothing in flight, every idle connection timed out.
 func TestSoak(t *testing.T) {
 	duration := envDuration(t, "SOAK_DURATION", defaultDuration)
+	warmup := envDuration(t, "SOAK_WARMUP", defaultWarmup)
 	every := envDuration(t, "SOAK_SAMPLE_EVERY", sampleEvery)
 	ctx := context.Background()
 	gw := startShop(t)
+	metrics := gw.URL + "/metrics"
 
 	base, _ := url.Parse(gw.URL)
 	client := loadtest.NewClient(loadtest.DefaultMaxInFlight)
@@ -76,31 +86,89 @@ func TestSoak(t *testing.T) {
 		capacity := probeCapacity(t, mix, client)
 		rate = capacity / 2
 		t.Logf("capacity %.0f requests/s (shop mix through the gateway, p99 ≤ %.0f ms, ≥ 99%% ok); soaking at %.0f/s", capacity, probeP99, rate)
-		// Let the overload of the probe's last step drain before the baseline is taken.
-		time.Sleep(15 * time.Second)
+	}
+	load := func(d time.Duration) *loadtest.Result {
+		t.Helper()
+		res, err := loadtest.Run(ctx, loadtest.Options{
+			Profile:     loadtest.Constant(rate, d),
+			Mix:         mix,
+			MaxRequests: uint64(rate*d.Seconds()) + 1000,
+			MaxInFlight: loadtest.DefaultMaxInFlight,
+			Timeout:     5 * time.Second,
+			Client:      client,
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
 	}
 
-	sampler := &sampler{url: gw.URL + "/metrics", every: every}
-	stop := sampler.start(t)
-	res, err := loadtest.Run(ctx, loadtest.Options{
-		Profile:     loadtest.Constant(rate, duration),
-		Mix:         mix,
-		MaxRequests: uint64(rate*duration.Seconds()) + 1000,
-		MaxInFlight: loadtest.DefaultMaxInFlight,
-		Timeout:     5 * time.Second,
-		Client:      client,
-	})
+	load(warmup)
+	before := atRest(t, client, metrics)
+	t.Logf("at rest after a %s warm-up: %.0f goroutines, %.1f MiB live heap", warmup, before.goroutines, before.heapInUse/(1<<20))
+
+	stop := (&sampler{url: metrics, every: every}).start(t)
+	res := load(duration)
 	samples := stop()
-	if err != nil {
-		t.Fatal(err)
-	}
 	tot := res.Totals
-	t.Logf("load: %d scheduled, %d ok, %d failed %v, %d dropped; %.1f ok/s; p50 %.1f ms, p99 %.1f ms, max %.1f ms",
+	t.Logf("soak: %d scheduled, %d ok, %d failed %v, %d dropped; %.1f ok/s; p50 %.1f ms, p99 %.1f ms, max %.1f ms",
 		tot.Scheduled, tot.OK, tot.Failed(), tot.Errors, tot.Dropped, tot.Throughput, tot.Latency.P50, tot.Latency.P99, tot.Latency.Max)
+	logTrend(t, samples, duration)
 	if tot.ErrorRate > 0.01 {
 		t.Errorf("error rate %.2f%% at half capacity, want < 1%%", 100*tot.ErrorRate)
 	}
-	checkGrowth(t, samples, duration)
+
+	after := atRest(t, client, metrics)
+	t.Logf("at rest after the soak: %.0f goroutines (allowed ≤ %.0f), %.1f MiB live heap (allowed ≤ %.1f MiB)",
+		after.goroutines, before.goroutines*(1+goroutineGrowth)+goroutineSlack,
+		after.heapInUse/(1<<20), (before.heapInUse*(1+heapGrowth)+heapSlack)/(1<<20))
+	if after.goroutines > before.goroutines*(1+goroutineGrowth)+goroutineSlack {
+		t.Errorf("goroutines at rest grew from %.0f to %.0f over the soak", before.goroutines, after.goroutines)
+	}
+	if after.heapInUse > before.heapInUse*(1+heapGrowth)+heapSlack {
+		t.Errorf("live heap at rest grew from %.1f MiB to %.1f MiB over the soak", before.heapInUse/(1<<20), after.heapInUse/(1<<20))
+	}
+}
+
+// atRest waits until nothing is in flight and every idle connection has timed out, then returns the
+// smallest of three samples 5 s apart (a background ticker may be mid-round in one of them).
+func atRest(t *testing.T, client *http.Client, metrics string) sample {
+	t.Helper()
+	client.CloseIdleConnections()
+	stopped := time.Now()
+	for {
+		inFlight, err := gauge(metrics, "http_server_requests_in_flight")
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The scrape itself is the one request in flight.
+		if inFlight <= 1 {
+			break
+		}
+		if time.Since(stopped) > time.Minute {
+			t.Fatalf("%.0f requests still in flight a minute after the load stopped", inFlight)
+		}
+		time.Sleep(time.Second)
+	}
+	time.Sleep(time.Until(stopped.Add(idleClose + 5*time.Second)))
+	var rest sample
+	for i := range 3 {
+		if i > 0 {
+			time.Sleep(5 * time.Second)
+		}
+		runtime.GC()
+		g, h, err := scrape(metrics)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 || g < rest.goroutines {
+			rest.goroutines = g
+		}
+		if i == 0 || h < rest.heapInUse {
+			rest.heapInUse = h
+		}
+	}
+	return rest
 }
 
 // startShop runs the whole shop in this process as the mains assemble it (ConfigFromEnv → Open →
@@ -116,6 +184,10 @@ func startShop(t *testing.T) *httptest.Server {
 	open := func(name string, vars map[string]string, build func(*platform.Env) (*platform.Service, interface{ Close() error }, error)) *httptest.Server {
 		t.Helper()
 		vars["SERVICE_TOKEN_SECRET"] = hex.EncodeToString(secret)
+		// SERVICE_TOKEN_TTL=10s makes every caller renew its tokens every 8 s under the load.
+		if ttl := os.Getenv("SERVICE_TOKEN_TTL"); ttl != "" {
+			vars["SERVICE_TOKEN_TTL"] = ttl
+		}
 		vars["NATS_URL"] = broker.URL()
 		env := platform.EnvFrom(vars)
 		svc, closer, err := build(env)
@@ -257,14 +329,21 @@ func (s *sampler) start(t *testing.T) (stop func() []sample) {
 	}
 }
 
-func scrape(u string) (goroutines, heap float64, err error) {
-	resp, err := http.Get(u)
+// gauge reads one gauge of the metrics at u.
+func gauge(u, name string) (float64, error) {
+	families, err := families(u)
 	if err != nil {
-		return 0, 0, err
+		return 0, err
 	}
-	defer resp.Body.Close()
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	families, err := parser.TextToMetricFamilies(resp.Body)
+	f, ok := families[name]
+	if !ok || len(f.GetMetric()) == 0 {
+		return 0, fmt.Errorf("no %s at %s", name, u)
+	}
+	return f.GetMetric()[0].GetGauge().GetValue(), nil
+}
+
+func scrape(u string) (goroutines, heap float64, err error) {
+	families, err := families(u)
 	if err != nil {
 		return 0, 0, err
 	}
@@ -276,40 +355,33 @@ func scrape(u string) (goroutines, heap float64, err error) {
 	return g.GetMetric()[0].GetGauge().GetValue(), h.GetMetric()[0].GetGauge().GetValue(), nil
 }
 
-// checkGrowth compares the early window (20–40% of the run, after the warm-up fills pools and caches)
-// with the late one (the last 20%), by medians, and logs the samples and the trend.
-func checkGrowth(t *testing.T, samples []sample, duration time.Duration) {
+// logTrend logs a sample a minute and the trend of the live heap under load (least squares, per
+// minute): context for the verdict at rest, not part of it.
+func logTrend(t *testing.T, samples []sample, duration time.Duration) {
 	t.Helper()
-	window := func(from, to float64) (gs, hs []float64) {
-		for _, s := range samples {
-			if f := float64(s.at) / float64(duration); f >= from && f <= to {
-				gs, hs = append(gs, s.goroutines), append(hs, s.heapInUse)
-			}
-		}
-		return gs, hs
-	}
-	earlyG, earlyH := window(0.2, 0.4)
-	lateG, lateH := window(0.8, 1.01)
-	if len(earlyG) < 2 || len(lateG) < 2 {
-		t.Fatalf("%d early and %d late samples: the run is too short for its sampling interval", len(earlyG), len(lateG))
+	if len(samples) == 0 {
+		return
 	}
 	for _, s := range samples {
-		if s.at%time.Minute < 10*time.Second || s.at > duration-10*time.Second {
-			t.Logf("t=%4.0fs goroutines %5.0f heap in use %6.1f MiB", s.at.Seconds(), s.goroutines, s.heapInUse/(1<<20))
+		if s.at%time.Minute < sampleEvery || s.at > duration-sampleEvery {
+			t.Logf("under load t=%4.0fs: goroutines %5.0f, live heap %6.1f MiB", s.at.Seconds(), s.goroutines, s.heapInUse/(1<<20))
 		}
 	}
-	gEarly, gLate := median(earlyG), median(lateG)
-	hEarly, hLate := median(earlyH), median(lateH)
-	_, steady := window(0.2, 1.01)
-	t.Logf("goroutines: early %.0f, late %.0f (allowed ≤ %.0f); heap in use: early %.1f MiB, late %.1f MiB (allowed ≤ %.1f MiB); heap trend %+.2f MiB/min",
-		gEarly, gLate, gEarly*(1+goroutineGrowth)+goroutineSlack, hEarly/(1<<20), hLate/(1<<20),
-		(hEarly*(1+heapGrowth)+heapSlack)/(1<<20), trendPerMinute(samples, steady)/(1<<20))
-	if gLate > gEarly*(1+goroutineGrowth)+goroutineSlack {
-		t.Errorf("goroutines grew from %.0f to %.0f", gEarly, gLate)
+	heap := make([]float64, len(samples))
+	for i, s := range samples {
+		heap[i] = s.heapInUse
 	}
-	if hLate > hEarly*(1+heapGrowth)+heapSlack {
-		t.Errorf("live heap grew from %.1f MiB to %.1f MiB", hEarly/(1<<20), hLate/(1<<20))
+	t.Logf("under load: goroutines median %.0f (min %.0f, max %.0f), live heap trend %+.2f MiB/min",
+		median(goroutinesOf(samples)), slices.Min(goroutinesOf(samples)), slices.Max(goroutinesOf(samples)),
+		trendPerMinute(samples, heap)/(1<<20))
+}
+
+func goroutinesOf(samples []sample) []float64 {
+	out := make([]float64, len(samples))
+	for i, s := range samples {
+		out[i] = s.goroutines
 	}
+	return out
 }
 
 func median(xs []float64) float64 {
@@ -318,8 +390,7 @@ func median(xs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// trendPerMinute is the least-squares slope of the heap samples after the warm-up (the last len(ys)
-// samples), per minute.
+// trendPerMinute is the least-squares slope of ys (one value per sample of the last len(ys)) per minute.
 func trendPerMinute(samples []sample, ys []float64) float64 {
 	xs := make([]float64, 0, len(ys))
 	for _, s := range samples[len(samples)-len(ys):] {
@@ -352,4 +423,15 @@ func envDuration(t *testing.T, key string, def time.Duration) time.Duration {
 		t.Fatalf("%s=%q: want a positive duration such as 10m", key, v)
 	}
 	return d
+}
+
+// families scrapes the metrics at u.
+func families(u string) (map[string]*dto.MetricFamily, error) {
+	resp, err := http.Get(u)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	return parser.TextToMetricFamilies(resp.Body)
 }
