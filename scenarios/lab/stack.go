@@ -369,9 +369,8 @@ func (s *Stack) serviceEnv(svc string) map[string]string {
 		"SHUTDOWN_TIMEOUT":       "2s",
 		upperName(svc) + "_ADDR": fmt.Sprintf(":%d", ServicePorts[svc]),
 	}
-	// Service tokens are off until every caller mints them (the gateway does not yet); turn them on
-	// by setting SERVICE_TOKEN_SECRET=ServiceSecret instead.
-	env["SERVICE_AUTH"] = "off"
+	// Every call between the services carries a service token signed with the lab's key (docs/security.md).
+	env["SERVICE_TOKEN_SECRET"] = ServiceSecret
 	switch svc {
 	case "gateway":
 		env["GATEWAY_JWT_SECRET"] = JWTSecret
