@@ -19,12 +19,14 @@ type Pair struct {
 	Without, With experiment.Scenario
 }
 
-// The common timeline: two steady seconds, the fault for two and a half, three to recover.
-// Short runs keep the whole suite within five minutes; the breakers are sized for them (policies.go).
+// The common timeline: two steady seconds, the fault for two and a half, two and a half to recover
+// (three where a breaker has to probe its way closed first). Short runs keep the whole suite within
+// five minutes; the breakers are sized for them (policies.go).
 const (
-	runFor   = 7500 * time.Millisecond
-	faultOn  = 2 * time.Second
-	faultOff = 4500 * time.Millisecond
+	runFor        = 7 * time.Second
+	breakerRunFor = 7500 * time.Millisecond
+	faultOn       = 2 * time.Second
+	faultOff      = 4500 * time.Millisecond
 	// orderRate is the primary stream: placing orders, the saga that crosses every service. At 16/s a
 	// call arrives on the orders→payments link every 62.5 ms, fine enough to time a breaker.
 	orderRate = 16.0
@@ -61,6 +63,7 @@ func pair(s experiment.Scenario, without, with func(*experiment.Scenario)) Pair 
 	w, p := s, s
 	w.Variant, p.Variant = "without", "with"
 	w.Env, p.Env = bare(), bare()
+	w.Baseline = true
 	// The variants must not share the streams' backing array.
 	w.Streams, p.Streams = slices.Clone(s.Streams), slices.Clone(s.Streams)
 	without(&w)
@@ -295,17 +298,6 @@ func chargedDuring(atLeast bool, p float64) experiment.Expectation {
 	}}
 }
 
-// breakerWatch watches the breaker of link (breakerOn) under rate calls per second on it. Every order
-// whose call fails makes a second failing call on the link: the saga's compensation re-sends a charge
-// whose outcome is unknown (orders→payments) or looks for a reservation whose answer was lost
-// (orders→catalog).
-func breakerWatch(link string, rate, failingRate float64, failureLatency time.Duration) []experiment.Watch {
-	l, _ := lab.LinkByName(link)
-	return []experiment.Watch{{Service: l.Caller, Downstream: link, FailureRatio: breakerRatio, MinRequests: tripAfter,
-		Window: breakerWindow, LinkRate: rate, FailureRate: failingRate, FailuresPerRequest: 2,
-		FailureLatency: failureLatency, SleepWindow: sleepWindow}}
-}
-
 // breakerExpectations are what every breaker pair checks of its "with" variant.
 func breakerExpectations() []experiment.Expectation {
 	return []experiment.Expectation{detectedWithinBound(), breakerClosedWithinBound(), recoveredWithinBound()}
@@ -314,28 +306,30 @@ func breakerExpectations() []experiment.Expectation {
 // All returns every pair, in the order the suite runs them: pairs whose "with" variants share one
 // configuration follow each other, so the stack is not reconfigured between them.
 func All() []Pair {
+	down := paymentsDown()
 	return []Pair{
-		paymentsLatency(), paymentsDown(), payments503(), flappingLink(), paymentsKilled(),
-		retryStorm(), resetPeer(), catalogBlackhole(), paymentsPending(), deadlinePropagation(),
+		paymentsLatency(), down, payments503(), flappingLink(), paymentsKilled(),
+		retryStorm(), resetPeer(), catalogBlackhole(), paymentsPending(down.Without), deadlinePropagation(),
 		catalogSlowBulkhead(), catalogBandwidth(), catalogTruncated(), gatewayOverload(), brokerDown(),
 	}
 }
 
 // paymentsBreaker is the "with" configuration of the orders→payments breaker pairs: a 300 ms timeout,
-// no retry, the lab's breaker.
-func paymentsBreaker() map[string]map[string]string {
-	return with(map[string]settings{"orders-payments": merge(breakerOn(), settings{"TIMEOUT": "300ms", "RETRY_MAX_ATTEMPTS": "1"})}, nil)
+// no retry, breaker b.
+func paymentsBreaker(b breakerConfig) map[string]map[string]string {
+	return with(map[string]settings{"orders-payments": merge(b.settings(), settings{"TIMEOUT": "300ms", "RETRY_MAX_ATTEMPTS": "1"})}, nil)
 }
 
 func paymentsLatency() Pair {
 	s := base("payments-latency", "Latency on payments",
-		"800 ms of latency on orders→payments. Without a timeout every order waits it out; with a 300 ms timeout the breaker opens once failures reach half of its two-second window, and orders fail fast (cancelled after two timeouts — the charge's and the compensation's re-charge — then at once while it is open; nothing lost) until a probe closes it.",
+		"800 ms of latency on orders→payments. Without a timeout every order waits it out; with a 300 ms timeout the breaker opens once failures are 40 % of the calls in its window, and orders fail fast (cancelled after two timeouts — the charge's and the compensation's re-charge — then at once while it is open; nothing lost) until a probe closes it.",
 		step(fault.Latency("orders-payments", 800*time.Millisecond, 50*time.Millisecond)))
+	s.Duration = breakerRunFor
 	return pair(s, func(w *experiment.Scenario) {
 		w.Expect = []experiment.Expectation{p99DuringAtLeast("orders", 700*time.Millisecond), nothingLost(), eventsIntact()}
 	}, func(p *experiment.Scenario) {
-		p.Env = paymentsBreaker()
-		p.Watch = breakerWatch("orders-payments", orderRate, orderRate, 300*time.Millisecond)
+		p.Env = paymentsBreaker(breakerSlow)
+		p.Watch = breakerSlow.watch("orders-payments", orderRate, orderRate, 300*time.Millisecond)
 		// A failed order answers after two timeouts: its charge's, then its compensation's re-charge.
 		p.Expect = append(breakerExpectations(), p99DuringAtMost("orders", 700*time.Millisecond), nothingLost(), eventsIntact())
 	})
@@ -343,13 +337,14 @@ func paymentsLatency() Pair {
 
 func paymentsDown() Pair {
 	s := base("payments-down", "Payments unreachable",
-		"The orders→payments link refuses connections. Every charge fails at once and the saga compensates. With a breaker the failures stop reaching the link once they are half of its window — failures needed ÷ arrival rate — and a probe closes it after the sleep window; nothing is lost either way.",
+		"The orders→payments link refuses connections. Every charge fails at once and the saga compensates. With a breaker the failures stop reaching the link once they are half of the calls in its window — failures needed ÷ arrival rate — and a probe closes it after the sleep window; nothing is lost either way.",
 		step(fault.LinkDown{Link: "orders-payments"}))
+	s.Duration = breakerRunFor
 	return pair(s, func(w *experiment.Scenario) {
-		w.Expect = []experiment.Expectation{confirmedDuring(false, 0.5), nothingLost(), eventsIntact()}
+		w.Expect = []experiment.Expectation{confirmedDuring(false, 0.5), finallyConfirmed(false, 0.1), nothingLost(), eventsIntact()}
 	}, func(p *experiment.Scenario) {
-		p.Env = paymentsBreaker()
-		p.Watch = breakerWatch("orders-payments", orderRate, orderRate, 0)
+		p.Env = paymentsBreaker(breakerFast)
+		p.Watch = breakerFast.watch("orders-payments", orderRate, orderRate, 0)
 		p.Expect = append(breakerExpectations(), policyCounted("orders breaker_rejected orders-payments"), nothingLost(), eventsIntact())
 	})
 }
@@ -358,11 +353,12 @@ func payments503() Pair {
 	s := base("payments-503", "Payments answers 503",
 		"Every charge is answered 503 by the lab's http_fault toxic (the request never reaches payments). The breaker counts 5xx as failures and opens; after the burst a probe closes it.",
 		step(fault.HTTPError("orders-payments", 503, 1)))
+	s.Duration = breakerRunFor
 	return pair(s, func(w *experiment.Scenario) {
 		w.Expect = []experiment.Expectation{confirmedDuring(false, 0.5), nothingLost(), eventsIntact()}
 	}, func(p *experiment.Scenario) {
-		p.Env = paymentsBreaker()
-		p.Watch = breakerWatch("orders-payments", orderRate, orderRate, 0)
+		p.Env = paymentsBreaker(breakerFast)
+		p.Watch = breakerFast.watch("orders-payments", orderRate, orderRate, 0)
 		p.Expect = append(breakerExpectations(), nothingLost(), eventsIntact())
 	})
 }
@@ -375,13 +371,14 @@ func flappingLink() Pair {
 	s := base("flapping-link", "A flapping link",
 		"orders→payments goes down for half a second every second. Without a breaker every down phase costs failed charges; with one, the sleep window (hysteresis) keeps it open across the flaps instead of trying payments again on every up phase.",
 		steps...)
+	s.Duration = breakerRunFor
 	return pair(s, func(w *experiment.Scenario) {
 		w.Expect = []experiment.Expectation{nothingLost(), eventsIntact()}
 	}, func(p *experiment.Scenario) {
-		p.Env = paymentsBreaker()
-		p.Watch = breakerWatch("orders-payments", orderRate, orderRate, 0)
+		p.Env = paymentsBreaker(breakerSlow)
+		p.Watch = breakerSlow.watch("orders-payments", orderRate, orderRate, 0)
 		// Failures come only in the down phases: detection takes longer than the bound of a steady fault.
-		p.Expect = []experiment.Expectation{detectedWithin(1500 * time.Millisecond), policyCounted("orders breaker_rejected orders-payments"),
+		p.Expect = []experiment.Expectation{detectedWithin(2 * time.Second), policyCounted("orders breaker_rejected orders-payments"),
 			breakerClosedWithinBound(), recoveredWithinBound(), nothingLost(), eventsIntact()}
 	})
 }
@@ -390,12 +387,13 @@ func paymentsKilled() Pair {
 	s := base("payments-killed", "Payments container killed",
 		"The payments container gets SIGKILL mid-load and is started again 2.5 s later (the fault ends when it is ready again). Charges in flight are lost on the wire; the saga's idempotent re-charge and compensation must leave every order terminal with its money and stock in agreement. With a breaker (and a second attempt per charge) the failures stop quickly and a probe finds payments back.",
 		step(fault.Container{Service: "payments", Action: fault.Kill}))
+	s.Duration = breakerRunFor
 	s.Steady = steady(600 * time.Millisecond)
 	return pair(s, func(w *experiment.Scenario) {
 		w.Expect = []experiment.Expectation{nothingLost(), eventsIntact()}
 	}, func(p *experiment.Scenario) {
-		p.Env = with(map[string]settings{"orders-payments": merge(breakerOn(), settings{"TIMEOUT": "300ms", "RETRY_MAX_ATTEMPTS": "2", "RETRY_BASE_DELAY": "10ms", "RETRY_MAX_DELAY": "20ms"})}, nil)
-		p.Watch = breakerWatch("orders-payments", orderRate, orderRate, 0)
+		p.Env = with(map[string]settings{"orders-payments": merge(breakerFast.settings(), settings{"TIMEOUT": "300ms", "RETRY_MAX_ATTEMPTS": "2", "RETRY_BASE_DELAY": "10ms", "RETRY_MAX_DELAY": "20ms"})}, nil)
+		p.Watch = breakerFast.watch("orders-payments", orderRate, orderRate, 0)
 		p.Watch[0].FailuresPerRequest = 4 // two attempts of the charge, two of the compensation's re-charge
 		// A kill is not a clean "every call fails": calls in flight die with their connections and the
 		// container takes its time to go; TTD is reported against the bound, checked loosely.
@@ -436,29 +434,35 @@ func catalogBlackhole() Pair {
 	s := base("catalog-blackhole", "Catalog black hole",
 		"orders→catalog swallows every byte and never answers (Toxiproxy's timeout toxic). Without a timeout each order hangs until the client gives up; with a 300 ms timeout and a breaker the saga fails fast and releases nothing it did not hold.",
 		step(fault.Timeout("orders-catalog", 0)))
+	s.Duration = breakerRunFor
 	s.Steady = steady(600 * time.Millisecond)
 	return pair(s, func(w *experiment.Scenario) {
 		w.Expect = []experiment.Expectation{p99DuringAtLeast("orders", 2*time.Second), nothingLost(), eventsIntact()}
 	}, func(p *experiment.Scenario) {
-		p.Env = with(map[string]settings{"orders-catalog": merge(breakerOn(), settings{"TIMEOUT": "300ms", "RETRY_MAX_ATTEMPTS": "1"})}, nil)
 		// Each order makes two catalog calls (reserve, commit) when healthy; during the fault its reserve
-		// times out, then the compensation's look-up of the reservation does.
-		p.Watch = breakerWatch("orders-catalog", 2*orderRate, orderRate, 300*time.Millisecond)
+		// times out, then the compensation's look-up of the reservation does: twice the successes to
+		// outweigh, a longer window to hold them.
+		b := breakerConfig{ratio: breakerSlow.ratio, window: 4500 * time.Millisecond}
+		p.Env = with(map[string]settings{"orders-catalog": merge(b.settings(), settings{"TIMEOUT": "300ms", "RETRY_MAX_ATTEMPTS": "1"})}, nil)
+		p.Watch = b.watch("orders-catalog", 2*orderRate, orderRate, 300*time.Millisecond)
 		// A failed order answers after two timeouts: its reserve's, then its compensation's look-up.
 		p.Expect = append(breakerExpectations(), p99DuringAtMost("orders", 700*time.Millisecond), nothingLost(), eventsIntact())
 	})
 }
 
-func paymentsPending() Pair {
+// paymentsPending shares its "without" run with payments-down (the same fault on the same shop with no
+// policy at all), which checks that the sale is lost there.
+func paymentsPending(without experiment.Scenario) Pair {
 	s := base("payments-pending", "Payments down, orders accepted as pending_payment",
-		"orders→payments refuses connections. Without pending_payment (ORDERS_PENDING_PAYMENT=false) every charge failure cancels its order: the sale is lost. With it, orders accepts the order as pending_payment, keeps its stock held and the resumer re-sends the idempotent charge once payments answers again: the orders end confirmed, nothing lost or charged twice.",
+		"orders→payments refuses connections. Without pending_payment (ORDERS_PENDING_PAYMENT=false; the run is payments-down's) every charge failure cancels its order: the sale is lost. With it, orders accepts the order as pending_payment, keeps its stock held and the resumer re-sends the idempotent charge once payments answers again: the orders end confirmed, nothing lost or charged twice.",
 		step(fault.LinkDown{Link: "orders-payments"}))
-	return pair(s, func(w *experiment.Scenario) {
-		w.Expect = []experiment.Expectation{finallyConfirmed(false, 0.1), nothingLost(), eventsIntact()}
-	}, func(p *experiment.Scenario) {
+	s.Duration = without.Duration
+	pr := pair(s, func(*experiment.Scenario) {}, func(p *experiment.Scenario) {
 		p.Env = with(nil, map[string]map[string]string{"orders": {"ORDERS_PENDING_PAYMENT": "true"}})
 		p.Expect = []experiment.Expectation{finallyConfirmed(true, 0.95), successDuringAtLeast("orders", 0.95), nothingLost(), eventsIntact()}
 	})
+	pr.Without = without
+	return pr
 }
 
 func deadlinePropagation() Pair {
@@ -560,7 +564,7 @@ func brokerDown() Pair {
 		step(fault.Container{Service: lab.Broker, Action: fault.Stop}))
 	return pair(s, func(w *experiment.Scenario) {
 		w.Env = with(nil, map[string]map[string]string{"orders": {"NATS_URL": ""}})
-		w.EventSettle = 2 * time.Second
+		w.EventSettle = time.Second
 		w.Expect = []experiment.Expectation{confirmedDuring(true, 0.95), nothingLost(), eventsUndelivered()}
 	}, func(p *experiment.Scenario) {
 		p.Expect = []experiment.Expectation{confirmedDuring(true, 0.95), backlogGrew(), nothingLost(), eventsIntact()}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/resilience-lab/lab/scenarios/experiment"
 	"github.com/resilience-lab/lab/scenarios/lab"
 )
 
@@ -71,23 +72,49 @@ func with(links map[string]settings, services map[string]map[string]string) map[
 	return env
 }
 
-// The breaker the "with" variants share, sized for the lab's short runs: it trips when failures are half
-// of the calls in its two-second rolling window (and at least five calls completed) and probes after a
-// one-second sleep window. With the window full of successes when a fault makes every call fail, the
-// failures needed are as many as the successes still in the window: detection takes ratio × window.
+// breakerConfig is the lab's circuit breaker on one link: it trips once at least five calls completed
+// in its rolling window and ratio of them failed, and probes (one call) after a one-second sleep window.
+//
+// The window is longer than the load before the fault plus the detection, and the runner keeps the
+// shop quiet before such a run (Runner.Run): when the fault comes, the window holds exactly the calls
+// of the two steady seconds and none rolls out before the breaker trips. So the failures needed are
+// ratio ÷ (1 − ratio) × those successes, and TTD is failures needed ÷ failure arrival rate.
+type breakerConfig struct {
+	ratio  float64
+	window time.Duration
+}
+
 const (
-	breakerRatio  = 0.5
-	tripAfter     = 5
-	breakerWindow = 2 * time.Second
-	sleepWindow   = time.Second
+	tripAfter   = 5
+	sleepWindow = time.Second
 )
 
-func breakerOn() settings {
+var (
+	// breakerFast is for faults that fail calls at once (refused, 503, a dead container): half of the
+	// calls, about a second of failures at the lab's rate.
+	breakerFast = breakerConfig{ratio: 0.5, window: 3500 * time.Millisecond}
+	// breakerSlow is for faults whose failures are timeouts: 40 %, so it opens early enough in the
+	// fault to show a whole open → half-open → open cycle before the fault ends.
+	breakerSlow = breakerConfig{ratio: 0.4, window: 4 * time.Second}
+)
+
+func (b breakerConfig) settings() settings {
 	return settings{
-		"BREAKER": "gobreaker", "BREAKER_FAILURE_RATIO": strconv.FormatFloat(breakerRatio, 'f', -1, 64),
-		"BREAKER_MIN_REQUESTS": strconv.Itoa(tripAfter), "BREAKER_WINDOW": breakerWindow.String(),
+		"BREAKER": "gobreaker", "BREAKER_FAILURE_RATIO": strconv.FormatFloat(b.ratio, 'f', -1, 64),
+		"BREAKER_MIN_REQUESTS": strconv.Itoa(tripAfter), "BREAKER_WINDOW": b.window.String(),
 		"BREAKER_SLEEP_WINDOW": sleepWindow.String(), "BREAKER_HALF_OPEN_PROBES": "1",
 	}
+}
+
+// watch watches this breaker on link under rate calls per second before the fault and failingRate
+// requests per second failing during it, each with two failed calls one failure latency apart: the
+// saga's compensation re-sends a charge whose outcome is unknown (orders→payments) or looks for a
+// reservation whose answer was lost (orders→catalog).
+func (b breakerConfig) watch(link string, rate, failingRate float64, failureLatency time.Duration) []experiment.Watch {
+	l, _ := lab.LinkByName(link)
+	return []experiment.Watch{{Service: l.Caller, Downstream: link, FailureRatio: b.ratio, MinRequests: tripAfter,
+		Window: b.window, LinkRate: rate, FailureRate: failingRate, FailuresPerRequest: 2,
+		FailureLatency: failureLatency, SleepWindow: sleepWindow}}
 }
 
 func merge(ss ...settings) settings {

@@ -76,10 +76,11 @@ func TestScenarios(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	runner := &Runner{Stack: s, Dir: dir, Progress: os.Stderr}
 	for _, sc := range Select(*only) {
 		t.Run(sc.ID+"/"+sc.Variant, func(t *testing.T) {
 			defer s.CloseOnPanic()
-			rep, err := RunOne(context.Background(), s, sc, dir, os.Stderr)
+			rep, err := runner.Run(context.Background(), sc)
 			if rep != nil {
 				reportMu.Lock()
 				reports = append(reports, rep)

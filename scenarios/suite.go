@@ -7,6 +7,7 @@ import (
 	"maps"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/resilience-lab/lab/scenarios/experiment"
 	"github.com/resilience-lab/lab/scenarios/lab"
@@ -14,10 +15,16 @@ import (
 
 // Ordered lists every scenario in the order the suite runs them: the "without" variants with no policy
 // at all first (they share one configuration, so no service is recreated between them), then the other
-// "without" variants, then the "with" variants in the pairs' order.
+// "without" variants, then the "with" variants in the pairs' order. A "without" run two pairs share
+// runs once.
 func Ordered(pairs []Pair) []experiment.Scenario {
 	var out, later []experiment.Scenario
+	seen := map[string]bool{} // a "without" run two pairs share runs once
 	for _, p := range pairs {
+		if seen[p.Without.Name()] {
+			continue
+		}
+		seen[p.Without.Name()] = true
 		if envEqual(p.Without.Env, bare()) {
 			out = append(out, p.Without)
 		} else {
@@ -73,13 +80,37 @@ func ResultsDir() (string, error) {
 	return filepath.Join(root, "results"), nil
 }
 
-// RunOne runs sc on stack and writes its report into dir.
-func RunOne(ctx context.Context, stack experiment.Lab, sc experiment.Scenario, dir string, progress io.Writer) (*experiment.Report, error) {
-	rep, err := experiment.Run(ctx, stack, sc, progress)
+// Runner runs scenarios one after the other on one stack and writes their reports into Dir.
+type Runner struct {
+	Stack    experiment.Lab
+	Dir      string
+	Progress io.Writer
+
+	lastEnd time.Time // when the previous scenario finished: the shop has been quiet since
+}
+
+// Run runs sc and writes its report. A scenario that watches a breaker starts only once the shop has
+// been quiet for the breaker's window minus the load before the fault, so when the fault comes the
+// window holds this run's calls and nothing older: the failures it needs are known.
+func (r *Runner) Run(ctx context.Context, sc experiment.Scenario) (*experiment.Report, error) {
+	quiet := time.Duration(0)
+	for _, w := range sc.Watch {
+		from, _ := sc.FaultWindow()
+		quiet = max(quiet, w.Window-from)
+	}
+	if wait := time.Until(r.lastEnd.Add(quiet)); wait > 0 && !r.lastEnd.IsZero() {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
+	defer func() { r.lastEnd = time.Now() }()
+	rep, err := experiment.Run(ctx, r.Stack, sc, r.Progress)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", sc.Name(), err)
 	}
-	if err := experiment.Write(dir, rep); err != nil {
+	if err := experiment.Write(r.Dir, rep); err != nil {
 		return rep, fmt.Errorf("%s: write report: %w", sc.Name(), err)
 	}
 	return rep, nil

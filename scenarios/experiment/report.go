@@ -194,7 +194,10 @@ func Markdown(r *Report) string {
 	b.WriteString("\n## Checks\n\n| check | weight | result | measured |\n| --- | --- | --- | --- |\n")
 	for _, c := range r.Checks {
 		res := "✅ held"
-		if !c.OK {
+		switch {
+		case !c.OK && c.Reported:
+			res = "➖ not met (reported)"
+		case !c.OK:
 			res = "❌ failed"
 		}
 		fmt.Fprintf(&b, "| %s | %g | %s | %s |\n", c.Name, c.Weight, res, c.Got)

@@ -28,6 +28,8 @@ type Check struct {
 	Weight float64 `json:"weight"`
 	OK     bool    `json:"ok"`
 	Got    string  `json:"got"`
+	// Reported checks count towards the score but not the verdict (a baseline's recovery).
+	Reported bool `json:"reported,omitempty"`
 }
 
 // PolicyEvent is one event from a service's /debug/resilience timeline (resilience/policy.Event).
@@ -403,7 +405,7 @@ func judge(rep *Report, sc Scenario) {
 		rep.Checks = append(rep.Checks, c)
 	}
 	rep.Checks = append(rep.Checks, Check{Name: fmt.Sprintf("steady again after the fault (%d s in a row)", sc.RecoverSeconds),
-		Kind: "hypothesis", Weight: 1, OK: rep.TTR != nil, Got: "TTR " + fmtSeconds(rep.TTR)})
+		Kind: "hypothesis", Weight: 1, OK: rep.TTR != nil, Got: "TTR " + fmtSeconds(rep.TTR), Reported: sc.Baseline})
 	if rep.Aborted != "" {
 		rep.Checks = append(rep.Checks, Check{Name: "ran to the end without tripping the safety abort", Kind: "hypothesis", Weight: 1, Got: rep.Aborted})
 	}
@@ -418,7 +420,7 @@ func judge(rep *Report, sc Scenario) {
 	rep.Score = score(rep.Checks)
 	rep.Verdict = "pass"
 	for _, c := range rep.Checks {
-		if !c.OK {
+		if !c.OK && !c.Reported {
 			rep.Verdict = "fail"
 		}
 	}

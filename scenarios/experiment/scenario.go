@@ -189,9 +189,13 @@ type Scenario struct {
 	During *Thresholds
 	// RecoverSeconds is how many consecutive steady seconds count as recovered (default 2).
 	RecoverSeconds int
-	Watch          []Watch
-	Amplification  *Amplification
-	CalleeLoad     *CalleeLoad
+	// Baseline marks a run without the policy: it is there to show how the shop deviates, so whether it
+	// is steady again by the end is reported (and scored), not required. The steady state before the
+	// fault and the expectations still decide its verdict.
+	Baseline      bool
+	Watch         []Watch
+	Amplification *Amplification
+	CalleeLoad    *CalleeLoad
 	// Accounting checks, after recovery, that no acknowledged order was lost, duplicated or stuck and
 	// that stock and payments agree, and that every order's events reached the notifications consumer
 	// exactly once (waiting up to EventSettle, default 15 s, for the outboxes to drain).

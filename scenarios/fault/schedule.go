@@ -70,8 +70,10 @@ func (s *Schedule) Inject(ctx context.Context, i int) error {
 	}
 	s.active[i] = true // before Inject: a partly applied fault must be reverted too
 	s.mu.Unlock()
+	// The fault may bite any time during the call: it is on from when the call starts.
+	at := s.now()
 	err := s.steps[i].Fault.Inject(ctx, s.target)
-	s.record(i, true, err)
+	s.recordAt(i, true, at, err)
 	return err
 }
 
@@ -89,10 +91,13 @@ func (s *Schedule) Revert(ctx context.Context, i int) error {
 	return err
 }
 
-func (s *Schedule) record(i int, on bool, err error) {
+// record notes step i going on or off now; a revert counts as done when its call returns (a container
+// started again is back when it is ready).
+func (s *Schedule) record(i int, on bool, err error) { s.recordAt(i, on, s.now(), err) }
+
+func (s *Schedule) recordAt(i int, on bool, at time.Time, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	at := s.now()
 	if s.start.IsZero() {
 		s.start = at
 	}

@@ -55,8 +55,9 @@ func run(only, dir string) int {
 
 	var reports []*experiment.Report
 	failed := 0
+	runner := &scenarios.Runner{Stack: stack, Dir: dir, Progress: os.Stderr}
 	for _, sc := range selected {
-		rep, err := scenarios.RunOne(ctx, stack, sc, dir, os.Stderr)
+		rep, err := runner.Run(ctx, sc)
 		if rep != nil {
 			reports = append(reports, rep)
 		}
