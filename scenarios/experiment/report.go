@@ -27,12 +27,15 @@ func Write(dir string, r *Report) error {
 		return fmt.Errorf("report %s: %w", r.FileBase(), err)
 	}
 	files := map[string][]byte{r.FileBase() + ".json": data, r.FileBase() + ".md": []byte(Markdown(r))}
-	var svg bytes.Buffer
+	// Each chart also stands alone: <base>.svg (success), <base>-p99.svg, <base>-backlog.svg.
 	charts := Charts(r)
-	if err := charts[0].WriteSVG(&svg); err != nil {
-		return err
+	for i, c := range charts {
+		var svg bytes.Buffer
+		if err := c.WriteSVG(&svg); err != nil {
+			return err
+		}
+		files[r.FileBase()+[]string{"", "-p99", "-backlog"}[i]+".svg"] = svg.Bytes()
 	}
-	files[r.FileBase()+".svg"] = svg.Bytes()
 	var page bytes.Buffer
 	if err := pageTmpl.Execute(&page, pageData{R: r, Charts: charts}); err != nil {
 		return err
@@ -44,6 +47,19 @@ func Write(dir string, r *Report) error {
 		}
 	}
 	return nil
+}
+
+// Read reads a report Write wrote as JSON (to render it again without running it again).
+func Read(path string) (*Report, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var r Report
+	if err := json.Unmarshal(data, &r); err != nil {
+		return nil, fmt.Errorf("report %s: %w", path, err)
+	}
+	return &r, nil
 }
 
 // Charts are the report's plots: success rate with the fault window shaded and the breakers as bands,

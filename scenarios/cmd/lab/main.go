@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/resilience-lab/lab/scenarios"
@@ -20,7 +21,11 @@ func main() {
 	only := flag.String("only", "", "run only the scenarios whose id contains this (e.g. payments)")
 	list := flag.Bool("list", false, "list the scenarios and exit")
 	dir := flag.String("results", "", "where to write the reports (default results/ at the repository root)")
+	render := flag.Bool("render", false, "render the reports already in the results folder again (HTML, SVG, Markdown, index) and exit")
 	flag.Parse()
+	if *render {
+		os.Exit(rerender(*dir))
+	}
 	if *list {
 		for _, p := range scenarios.All() {
 			fmt.Printf("%-20s %s\n", p.With.ID, p.With.Title)
@@ -80,5 +85,36 @@ func run(only, dir string) int {
 	if failed > 0 {
 		return 1
 	}
+	return 0
+}
+
+// rerender writes every report of dir again from its JSON, and the index.
+func rerender(dir string) int {
+	if dir == "" {
+		var err error
+		if dir, err = scenarios.ResultsDir(); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+	}
+	paths, _ := filepath.Glob(filepath.Join(dir, "*.json"))
+	var reports []*experiment.Report
+	for _, p := range paths {
+		r, err := experiment.Read(p)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		if err := experiment.Write(dir, r); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		reports = append(reports, r)
+	}
+	if err := experiment.WriteIndex(dir, reports); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	fmt.Printf("%d reports rendered in %s\n", len(reports), dir)
 	return 0
 }
