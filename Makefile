@@ -139,6 +139,10 @@ vet: ## go vet and gofmt check
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting" >&2; exit 1; }
 
+.PHONY: soak
+soak: ## Opt-in soak: the in-process shop at half its measured capacity for SOAK_DURATION (10m); fails on goroutine or heap growth at rest
+	SOAK_DURATION=$(or $(SOAK_DURATION),10m) $(GO) test -tags soak -run TestSoak -count=1 -timeout 45m -v ./soak/
+
 .PHONY: bench
 bench: ## Resilience policy benchmarks (see docs/performance.md)
 	$(GO) test -run '^$$' -bench . -benchmem ./resilience/...
