@@ -413,10 +413,10 @@ func retryStorm() Pair {
 	storm := settings{"RETRY_MAX_ATTEMPTS": "4", "RETRY_BASE_DELAY": "10ms", "RETRY_MAX_DELAY": "50ms", "TIMEOUT": "1s"}
 	return pair(s, func(w *experiment.Scenario) {
 		w.Env = with(map[string]settings{"orders-payments": merge(storm, settings{"RETRY_BUDGET_RATIO": "100", "RETRY_BUDGET_MIN_PER_SEC": "1000"})}, nil)
-		w.Expect = []experiment.Expectation{amplificationAtLeast(3.5), nothingLost(), eventsIntact()}
+		w.Expect = []experiment.Expectation{amplificationAtLeast(3), nothingLost(), eventsIntact()}
 	}, func(p *experiment.Scenario) {
 		p.Env = with(map[string]settings{"orders-payments": merge(storm, settings{"RETRY_BUDGET_RATIO": "0.1", "RETRY_BUDGET_MIN_PER_SEC": "0.5", "RETRY_BUDGET_WINDOW": "2s"})}, nil)
-		p.Expect = []experiment.Expectation{amplificationAtMost(2.8), policyCounted("orders retry_budget_exhausted orders-payments"), nothingLost(), eventsIntact()}
+		p.Expect = []experiment.Expectation{amplificationAtMost(2.9), policyCounted("orders retry_budget_exhausted orders-payments"), nothingLost(), eventsIntact()}
 	})
 }
 
