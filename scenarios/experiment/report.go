@@ -122,7 +122,12 @@ func breakerBands(r *Report) []plot.Band {
 	}
 	var bands []plot.Band
 	for _, k := range sortedKeys(keys) {
-		b := plot.Band{Label: "breaker " + k}
+		// The band's label has room for a word: "breaker", or the link when several are watched.
+		label := "breaker"
+		if len(keys) > 1 {
+			_, label, _ = strings.Cut(k, "→")
+		}
+		b := plot.Band{Label: label}
 		for _, s := range r.Seconds {
 			v, ok := s.Breakers[k]
 			if !ok {
