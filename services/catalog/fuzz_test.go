@@ -1,15 +1,14 @@
 package catalog_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/resilience-lab/lab/services/platform/platformtest"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -66,7 +65,7 @@ func (c *fuzzCatalog) serve(r *http.Request) *httptest.ResponseRecorder {
 func (c *fuzzCatalog) heldReservation(t *testing.T) string {
 	t.Helper()
 	body := fmt.Sprintf(`{"order_id":"fuzz-harness-%d","items":[{"product_id":"p-mug","quantity":1}]}`, c.orders.Add(1))
-	rec := c.serve(fuzzRequest(http.MethodPost, "/reservations", "", []byte(body)))
+	rec := c.serve(platformtest.Request(http.MethodPost, "/reservations", "", []byte(body)))
 	var r catalog.Reservation
 	if rec.Code != http.StatusCreated || platform.DecodeStrict(rec.Body.Bytes(), &r) != nil {
 		t.Fatalf("harness reservation: HTTP %d %s", rec.Code, rec.Body)
@@ -77,20 +76,20 @@ func (c *fuzzCatalog) heldReservation(t *testing.T) string {
 func FuzzReserve(f *testing.F) {
 	cat := newFuzzCatalog(f)
 	f.Fuzz(func(t *testing.T, requestID, deadline, contentType string, body []byte) {
-		requestID, ok1 := wireHeader(requestID)
-		deadline, ok2 := wireHeader(deadline)
-		contentType, ok3 := wireHeader(contentType)
+		requestID, ok1 := platformtest.WireHeader(requestID)
+		deadline, ok2 := platformtest.WireHeader(deadline)
+		contentType, ok3 := platformtest.WireHeader(contentType)
 		if !ok1 || !ok2 || !ok3 {
 			return // no HTTP request can carry these header values
 		}
-		r := fuzzRequest(http.MethodPost, "/reservations", "", body)
-		setHeader(r, platform.HeaderRequestID, requestID)
-		setHeader(r, platform.HeaderDeadline, deadline)
+		r := platformtest.Request(http.MethodPost, "/reservations", "", body)
+		platformtest.SetHeader(r, platform.HeaderRequestID, requestID)
+		platformtest.SetHeader(r, platform.HeaderDeadline, deadline)
 		r.Header.Del("Content-Type")
-		setHeader(r, "Content-Type", contentType)
+		platformtest.SetHeader(r, "Content-Type", contentType)
 		rec := cat.serve(r)
-		checkRequestID(t, rec, requestID)
-		if !checkAnswer(t, rec, shortDeadline(deadline)) {
+		platformtest.CheckRequestID(t, rec, requestID)
+		if !platformtest.CheckAnswer(t, rec, platformtest.ShortDeadline(deadline)) {
 			return
 		}
 		var req catalog.ReserveRequest
@@ -98,7 +97,7 @@ func FuzzReserve(f *testing.F) {
 			t.Fatalf("HTTP %d for a body the strict decoder refuses (%v)", rec.Code, err)
 		}
 		var res catalog.Reservation
-		decodeAnswer(t, rec, &res)
+		platformtest.DecodeAnswer(t, rec, &res)
 		if res.ID == "" || res.OrderID != req.OrderID || res.ExpiresAt.IsZero() {
 			t.Fatalf("reservation %+v does not answer order %q", res, req.OrderID)
 		}
@@ -147,9 +146,9 @@ func FuzzPathID(f *testing.F) {
 		if rt.method == http.MethodPost {
 			b = body
 		}
-		r := fuzzRequest(rt.method, rt.prefix+id+rt.suffix, rt.prefix+url.PathEscape(id)+rt.suffix, b)
+		r := platformtest.Request(rt.method, rt.prefix+id+rt.suffix, rt.prefix+url.PathEscape(id)+rt.suffix, b)
 		rec := cat.serve(r)
-		if !checkAnswer(t, rec, false) {
+		if !platformtest.CheckAnswer(t, rec, false) {
 			return
 		}
 		if rec.Code != http.StatusOK {
@@ -157,107 +156,17 @@ func FuzzPathID(f *testing.F) {
 		}
 		if rt.prefix == "/products/" {
 			var p catalog.Product
-			decodeAnswer(t, rec, &p)
+			platformtest.DecodeAnswer(t, rec, &p)
 			if p.ID != id || p.PriceCents <= 0 || p.Stock < 0 {
 				t.Fatalf("product %+v for id %q", p, id)
 			}
 			return
 		}
 		var res catalog.Reservation
-		decodeAnswer(t, rec, &res)
+		platformtest.DecodeAnswer(t, rec, &res)
 		want := map[string]catalog.ReservationStatus{"/commit": catalog.ReservationCommitted, "/release": catalog.ReservationReleased}[rt.suffix]
 		if res.ID != id || (want != "" && res.Status != want) {
 			t.Fatalf("%s %s answered %+v", rt.method, r.URL.Path, res)
 		}
 	})
-}
-
-// ---- what every fuzz target checks (the same helpers sit in each service's fuzz_test.go) ----------
-
-// fuzzRequest builds a request as the server would parse it off the wire: rawPath, when set, is the
-// escaped form of path (ids with '/', '%' or non-ASCII bytes).
-func fuzzRequest(method, path, rawPath string, body []byte) *http.Request {
-	r := httptest.NewRequest(method, "/", bytes.NewReader(body))
-	r.URL.Path, r.URL.RawPath = path, rawPath
-	r.RequestURI = r.URL.RequestURI()
-	r.Header.Set("Content-Type", "application/json")
-	return r
-}
-
-// wireHeader returns v as net/http hands a header value to handlers (surrounding blanks trimmed), or
-// false when no HTTP request can carry it (control bytes).
-func wireHeader(v string) (string, bool) {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return "", false
-		}
-	}
-	return strings.Trim(v, " \t"), true
-}
-
-func setHeader(r *http.Request, name, v string) {
-	if v != "" {
-		r.Header.Set(name, v)
-	}
-}
-
-// shortDeadline reports whether an X-Deadline-Ms value is a budget a request may really exhaust, so a
-// 504 deadline_exceeded is the right answer; a minute is far beyond any fuzz iteration.
-func shortDeadline(v string) bool {
-	ms, err := strconv.ParseInt(v, 10, 64)
-	return err == nil && ms >= 0 && ms < 60_000
-}
-
-// checkRequestID: a valid X-Request-Id is echoed, any other is replaced by a fresh one.
-func checkRequestID(t *testing.T, rec *httptest.ResponseRecorder, sent string) {
-	t.Helper()
-	got := rec.Header().Get(platform.HeaderRequestID)
-	valid := sent != "" && len(sent) <= 128 && strings.IndexFunc(sent, func(c rune) bool { return c < 0x21 || c > 0x7e }) < 0
-	if (valid && got != sent) || (!valid && len(got) != 32) {
-		t.Fatalf("X-Request-Id %q answered with %q", sent, got)
-	}
-}
-
-type wireError struct {
-	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// checkAnswer asserts what holds for any input and reports whether the answer is a success, whose body
-// the caller then decodes into the route's documented type. A 3xx is ServeMux sending a path that needs
-// cleaning (/a/../b) to its clean form: routing, not an error.
-func checkAnswer(t *testing.T, rec *httptest.ResponseRecorder, deadlineMayPass bool) bool {
-	t.Helper()
-	switch {
-	case rec.Code >= 200 && rec.Code < 300:
-		return true
-	case rec.Code >= 300 && rec.Code < 400:
-		if rec.Header().Get("Location") == "" {
-			t.Fatalf("HTTP %d without a Location: %q", rec.Code, rec.Body)
-		}
-		return false
-	case rec.Code >= 500 && !(rec.Code == http.StatusGatewayTimeout && deadlineMayPass):
-		t.Fatalf("HTTP %d for caller input: %q", rec.Code, rec.Body)
-	}
-	var e wireError
-	if err := platform.DecodeStrict(rec.Body.Bytes(), &e); err != nil || e.Error == nil || e.Error.Code == "" {
-		t.Fatalf("HTTP %d without the error shape {\"error\":{\"code\",\"message\"}}: %q (%v)", rec.Code, rec.Body, err)
-	}
-	if rec.Code == http.StatusGatewayTimeout && e.Error.Code != "deadline_exceeded" {
-		t.Fatalf("HTTP 504 with code %q, want deadline_exceeded", e.Error.Code)
-	}
-	return false
-}
-
-// decodeAnswer decodes a success strictly (no unknown fields, one JSON value) into v.
-func decodeAnswer(t *testing.T, rec *httptest.ResponseRecorder, v any) {
-	t.Helper()
-	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Fatalf("HTTP %d with Content-Type %q", rec.Code, ct)
-	}
-	if err := platform.DecodeStrict(rec.Body.Bytes(), v); err != nil {
-		t.Fatalf("HTTP %d body is not a %T: %v: %q", rec.Code, v, err, rec.Body)
-	}
 }

@@ -1,17 +1,16 @@
 package gateway_test
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"fmt"
+	"github.com/resilience-lab/lab/services/platform/platformtest"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -119,7 +118,7 @@ func (g *fuzzGateway) token(f *testing.F, subject string) string {
 
 func (g *fuzzGateway) harnessOrder(f *testing.F, token string) (orderID, paymentID string) {
 	f.Helper()
-	r := fuzzRequest(http.MethodPost, "/api/orders", "", []byte(`{"items":[{"product_id":"p-mug","quantity":1}]}`))
+	r := platformtest.Request(http.MethodPost, "/api/orders", "", []byte(`{"items":[{"product_id":"p-mug","quantity":1}]}`))
 	r.Header.Set("Authorization", "Bearer "+token)
 	r.Header.Set(platform.HeaderIdempotencyKey, "fuzz-harness")
 	rec := g.serve(r)
@@ -141,14 +140,14 @@ func (g *fuzzGateway) serve(r *http.Request) *httptest.ResponseRecorder {
 func FuzzAuthorization(f *testing.F) {
 	g := newFuzzGateway(f)
 	f.Fuzz(func(t *testing.T, authorization string) {
-		authorization, ok := wireHeader(authorization)
+		authorization, ok := platformtest.WireHeader(authorization)
 		if !ok {
 			return // no HTTP request can carry this header value
 		}
-		r := fuzzRequest(http.MethodGet, "/api/orders", "", nil)
-		setHeader(r, "Authorization", authorization)
+		r := platformtest.Request(http.MethodGet, "/api/orders", "", nil)
+		platformtest.SetHeader(r, "Authorization", authorization)
 		rec := g.serve(r)
-		if !checkAnswer(t, rec, false) {
+		if !platformtest.CheckAnswer(t, rec, false) {
 			if rec.Code != http.StatusUnauthorized || !strings.HasPrefix(rec.Header().Get("WWW-Authenticate"), `Bearer realm="api"`) {
 				t.Fatalf("HTTP %d (WWW-Authenticate %q) for a bad Authorization header, want 401 with a challenge",
 					rec.Code, rec.Header().Get("WWW-Authenticate"))
@@ -163,7 +162,7 @@ func FuzzAuthorization(f *testing.F) {
 			t.Fatalf("HTTP %d for Authorization %q, which is no valid token (%v)", rec.Code, authorization, err)
 		}
 		var list orders.ListOrdersResponse
-		decodeAnswer(t, rec, &list)
+		platformtest.DecodeAnswer(t, rec, &list)
 		for _, o := range list.Orders {
 			if o.CustomerID != claims.Subject {
 				t.Fatalf("%q was shown order %+v of another customer", claims.Subject, o)
@@ -182,18 +181,18 @@ type placeOrderBody struct {
 func FuzzPlaceOrder(f *testing.F) {
 	g := newFuzzGateway(f)
 	f.Fuzz(func(t *testing.T, key, deadline string, body []byte) {
-		key, ok1 := wireHeader(key)
-		deadline, ok2 := wireHeader(deadline)
+		key, ok1 := platformtest.WireHeader(key)
+		deadline, ok2 := platformtest.WireHeader(deadline)
 		if !ok1 || !ok2 {
 			return // no HTTP request can carry these header values
 		}
-		r := fuzzRequest(http.MethodPost, "/api/orders", "", body)
+		r := platformtest.Request(http.MethodPost, "/api/orders", "", body)
 		r.Header.Set("Authorization", "Bearer "+g.aliceToken)
-		setHeader(r, platform.HeaderIdempotencyKey, key)
-		setHeader(r, platform.HeaderDeadline, deadline)
+		platformtest.SetHeader(r, platform.HeaderIdempotencyKey, key)
+		platformtest.SetHeader(r, platform.HeaderDeadline, deadline)
 		rec := g.serve(r)
-		short := shortDeadline(deadline)
-		if !checkAnswer(t, rec, short) {
+		short := platformtest.ShortDeadline(deadline)
+		if !platformtest.CheckAnswer(t, rec, short) {
 			return
 		}
 		if rec.Code != http.StatusCreated && rec.Code != http.StatusOK {
@@ -204,7 +203,7 @@ func FuzzPlaceOrder(f *testing.F) {
 			t.Fatalf("HTTP %d for a body the strict decoder refuses (%v)", rec.Code, err)
 		}
 		var o orders.Order
-		decodeAnswer(t, rec, &o)
+		platformtest.DecodeAnswer(t, rec, &o)
 		byProduct := func(a, b orders.Item) int { return cmp.Compare(a.ProductID, b.ProductID) }
 		got, asked := slices.Clone(o.Items), slices.Clone(req.Items)
 		slices.SortFunc(got, byProduct)
@@ -220,8 +219,8 @@ func FuzzPlaceOrder(f *testing.F) {
 func FuzzToken(f *testing.F) {
 	g := newFuzzGateway(f)
 	f.Fuzz(func(t *testing.T, body []byte) {
-		rec := g.serve(fuzzRequest(http.MethodPost, "/api/token", "", body))
-		if !checkAnswer(t, rec, false) {
+		rec := g.serve(platformtest.Request(http.MethodPost, "/api/token", "", body))
+		if !platformtest.CheckAnswer(t, rec, false) {
 			return
 		}
 		if rec.Code != http.StatusOK {
@@ -232,7 +231,7 @@ func FuzzToken(f *testing.F) {
 			t.Fatalf("HTTP %d for a body the strict decoder refuses (%v)", rec.Code, err)
 		}
 		var tok gateway.Token
-		decodeAnswer(t, rec, &tok)
+		platformtest.DecodeAnswer(t, rec, &tok)
 		ttl := time.Hour
 		if req.TTLSeconds != nil {
 			ttl = time.Duration(*req.TTLSeconds) * time.Second
@@ -257,10 +256,10 @@ func FuzzPathID(f *testing.F) {
 		id = strings.NewReplacer(idMarkers[0], g.aliceOrder, idMarkers[1], g.alicePayment,
 			idMarkers[2], g.bobOrder, idMarkers[3], g.bobPayment).Replace(id)
 		pattern := routes[int(route)%len(routes)]
-		r := fuzzRequest(http.MethodGet, fmt.Sprintf(pattern, id), fmt.Sprintf(pattern, url.PathEscape(id)), nil)
+		r := platformtest.Request(http.MethodGet, fmt.Sprintf(pattern, id), fmt.Sprintf(pattern, url.PathEscape(id)), nil)
 		r.Header.Set("Authorization", "Bearer "+g.aliceToken)
 		rec := g.serve(r)
-		if !checkAnswer(t, rec, false) {
+		if !platformtest.CheckAnswer(t, rec, false) {
 			return
 		}
 		if rec.Code != http.StatusOK {
@@ -269,108 +268,28 @@ func FuzzPathID(f *testing.F) {
 		switch pattern {
 		case "/api/products/%s":
 			var p catalog.Product
-			decodeAnswer(t, rec, &p)
+			platformtest.DecodeAnswer(t, rec, &p)
 			if p.ID != id {
 				t.Fatalf("product %+v for id %q", p, id)
 			}
 		case "/api/orders/%s":
 			var o orders.Order
-			decodeAnswer(t, rec, &o)
+			platformtest.DecodeAnswer(t, rec, &o)
 			if o.ID != id || o.CustomerID != "alice" {
 				t.Fatalf("alice was shown order %+v for id %q", o, id)
 			}
 		case "/api/orders/%s/details":
 			var d gateway.OrderDetails
-			decodeAnswer(t, rec, &d)
+			platformtest.DecodeAnswer(t, rec, &d)
 			if d.Order.ID != id || d.Order.CustomerID != "alice" || (d.Payment != nil && d.Payment.OrderID != id) {
 				t.Fatalf("alice was shown details %+v for id %q", d, id)
 			}
 		default:
 			var p payments.Payment
-			decodeAnswer(t, rec, &p)
+			platformtest.DecodeAnswer(t, rec, &p)
 			if p.ID != id || p.OrderID != g.aliceOrder {
 				t.Fatalf("alice was shown payment %+v for id %q", p, id)
 			}
 		}
 	})
-}
-
-// ---- what every fuzz target checks (the same helpers sit in each service's fuzz_test.go) ----------
-
-// fuzzRequest builds a request as the server would parse it off the wire: rawPath, when set, is the
-// escaped form of path (ids with '/', '%' or non-ASCII bytes).
-func fuzzRequest(method, path, rawPath string, body []byte) *http.Request {
-	r := httptest.NewRequest(method, "/", bytes.NewReader(body))
-	r.URL.Path, r.URL.RawPath = path, rawPath
-	r.RequestURI = r.URL.RequestURI()
-	r.Header.Set("Content-Type", "application/json")
-	return r
-}
-
-// wireHeader returns v as net/http hands a header value to handlers (surrounding blanks trimmed), or
-// false when no HTTP request can carry it (control bytes).
-func wireHeader(v string) (string, bool) {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return "", false
-		}
-	}
-	return strings.Trim(v, " \t"), true
-}
-
-func setHeader(r *http.Request, name, v string) {
-	if v != "" {
-		r.Header.Set(name, v)
-	}
-}
-
-// shortDeadline reports whether an X-Deadline-Ms value is a budget a request may really exhaust, so a
-// 504 deadline_exceeded is the right answer; a minute is far beyond any fuzz iteration.
-func shortDeadline(v string) bool {
-	ms, err := strconv.ParseInt(v, 10, 64)
-	return err == nil && ms >= 0 && ms < 60_000
-}
-
-type wireError struct {
-	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// checkAnswer asserts what holds for any input and reports whether the answer is a success, whose body
-// the caller then decodes into the route's documented type. A 3xx is ServeMux sending a path that needs
-// cleaning (/a/../b) to its clean form: routing, not an error.
-func checkAnswer(t *testing.T, rec *httptest.ResponseRecorder, deadlineMayPass bool) bool {
-	t.Helper()
-	switch {
-	case rec.Code >= 200 && rec.Code < 300:
-		return true
-	case rec.Code >= 300 && rec.Code < 400:
-		if rec.Header().Get("Location") == "" {
-			t.Fatalf("HTTP %d without a Location: %q", rec.Code, rec.Body)
-		}
-		return false
-	case rec.Code >= 500 && !(rec.Code == http.StatusGatewayTimeout && deadlineMayPass):
-		t.Fatalf("HTTP %d for caller input: %q", rec.Code, rec.Body)
-	}
-	var e wireError
-	if err := platform.DecodeStrict(rec.Body.Bytes(), &e); err != nil || e.Error == nil || e.Error.Code == "" {
-		t.Fatalf("HTTP %d without the error shape {\"error\":{\"code\",\"message\"}}: %q (%v)", rec.Code, rec.Body, err)
-	}
-	if rec.Code == http.StatusGatewayTimeout && e.Error.Code != "deadline_exceeded" {
-		t.Fatalf("HTTP 504 with code %q, want deadline_exceeded", e.Error.Code)
-	}
-	return false
-}
-
-// decodeAnswer decodes a success strictly (no unknown fields, one JSON value) into v.
-func decodeAnswer(t *testing.T, rec *httptest.ResponseRecorder, v any) {
-	t.Helper()
-	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Fatalf("HTTP %d with Content-Type %q", rec.Code, ct)
-	}
-	if err := platform.DecodeStrict(rec.Body.Bytes(), v); err != nil {
-		t.Fatalf("HTTP %d body is not a %T: %v: %q", rec.Code, v, err, rec.Body)
-	}
 }

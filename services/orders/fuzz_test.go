@@ -1,16 +1,15 @@
 package orders_test
 
 import (
-	"bytes"
 	"cmp"
 	"context"
+	"github.com/resilience-lab/lab/services/platform/platformtest"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -77,7 +76,7 @@ func newFuzzOrders(f *testing.F) *fuzzOrders {
 	})
 	s := &fuzzOrders{handler: ord.Handler()}
 
-	r := fuzzRequest(http.MethodPost, "/orders", "",
+	r := platformtest.Request(http.MethodPost, "/orders", "",
 		[]byte(`{"customer_id":"`+fuzzCustomer+`","items":[{"product_id":"p-mug","quantity":1}]}`))
 	r.Header.Set(platform.HeaderIdempotencyKey, "fuzz-harness-1")
 	rec := s.serve(r)
@@ -101,17 +100,17 @@ var orderStatuses = []orders.Status{orders.StatusPending, orders.StatusReserved,
 func FuzzPlaceOrder(f *testing.F) {
 	shop := newFuzzOrders(f)
 	f.Fuzz(func(t *testing.T, key, deadline string, body []byte) {
-		key, ok1 := wireHeader(key)
-		deadline, ok2 := wireHeader(deadline)
+		key, ok1 := platformtest.WireHeader(key)
+		deadline, ok2 := platformtest.WireHeader(deadline)
 		if !ok1 || !ok2 {
 			return // no HTTP request can carry these header values
 		}
-		r := fuzzRequest(http.MethodPost, "/orders", "", body)
-		setHeader(r, platform.HeaderIdempotencyKey, key)
-		setHeader(r, platform.HeaderDeadline, deadline)
+		r := platformtest.Request(http.MethodPost, "/orders", "", body)
+		platformtest.SetHeader(r, platform.HeaderIdempotencyKey, key)
+		platformtest.SetHeader(r, platform.HeaderDeadline, deadline)
 		rec := shop.serve(r)
-		short := shortDeadline(deadline)
-		if !checkAnswer(t, rec, short) {
+		short := platformtest.ShortDeadline(deadline)
+		if !platformtest.CheckAnswer(t, rec, short) {
 			return
 		}
 		if rec.Code != http.StatusCreated && rec.Code != http.StatusOK {
@@ -122,7 +121,7 @@ func FuzzPlaceOrder(f *testing.F) {
 			t.Fatalf("HTTP %d for a body the strict decoder refuses (%v)", rec.Code, err)
 		}
 		var o orders.Order
-		decodeAnswer(t, rec, &o)
+		platformtest.DecodeAnswer(t, rec, &o)
 		// A repeat may list the lines in another order: they are the same request.
 		byProduct := func(a, b orders.Item) int { return cmp.Compare(a.ProductID, b.ProductID) }
 		got, asked := slices.Clone(o.Items), slices.Clone(req.Items)
@@ -151,13 +150,13 @@ func FuzzOrderLookup(f *testing.F) {
 		v = strings.ReplaceAll(v, orderMarker, shop.orderID)
 		var r *http.Request
 		if byCustomer {
-			r = fuzzRequest(http.MethodGet, "/orders", "", nil)
+			r = platformtest.Request(http.MethodGet, "/orders", "", nil)
 			r.URL.RawQuery = url.Values{"customer_id": {v}}.Encode()
 		} else {
-			r = fuzzRequest(http.MethodGet, "/orders/"+v, "/orders/"+url.PathEscape(v), nil)
+			r = platformtest.Request(http.MethodGet, "/orders/"+v, "/orders/"+url.PathEscape(v), nil)
 		}
 		rec := shop.serve(r)
-		if !checkAnswer(t, rec, false) {
+		if !platformtest.CheckAnswer(t, rec, false) {
 			return
 		}
 		if rec.Code != http.StatusOK {
@@ -165,14 +164,14 @@ func FuzzOrderLookup(f *testing.F) {
 		}
 		if !byCustomer {
 			var o orders.Order
-			decodeAnswer(t, rec, &o)
+			platformtest.DecodeAnswer(t, rec, &o)
 			if o.ID != v {
 				t.Fatalf("GET /orders/%s answered order %+v", v, o)
 			}
 			return
 		}
 		var list orders.ListOrdersResponse
-		decodeAnswer(t, rec, &list)
+		platformtest.DecodeAnswer(t, rec, &list)
 		if len(list.Orders) > orders.ListLimit {
 			t.Fatalf("%d orders listed, the limit is %d", len(list.Orders), orders.ListLimit)
 		}
@@ -182,84 +181,4 @@ func FuzzOrderLookup(f *testing.F) {
 			}
 		}
 	})
-}
-
-// ---- what every fuzz target checks (the same helpers sit in each service's fuzz_test.go) ----------
-
-// fuzzRequest builds a request as the server would parse it off the wire: rawPath, when set, is the
-// escaped form of path (ids with '/', '%' or non-ASCII bytes).
-func fuzzRequest(method, path, rawPath string, body []byte) *http.Request {
-	r := httptest.NewRequest(method, "/", bytes.NewReader(body))
-	r.URL.Path, r.URL.RawPath = path, rawPath
-	r.RequestURI = r.URL.RequestURI()
-	r.Header.Set("Content-Type", "application/json")
-	return r
-}
-
-// wireHeader returns v as net/http hands a header value to handlers (surrounding blanks trimmed), or
-// false when no HTTP request can carry it (control bytes).
-func wireHeader(v string) (string, bool) {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return "", false
-		}
-	}
-	return strings.Trim(v, " \t"), true
-}
-
-func setHeader(r *http.Request, name, v string) {
-	if v != "" {
-		r.Header.Set(name, v)
-	}
-}
-
-// shortDeadline reports whether an X-Deadline-Ms value is a budget a request may really exhaust, so a
-// 504 deadline_exceeded is the right answer; a minute is far beyond any fuzz iteration.
-func shortDeadline(v string) bool {
-	ms, err := strconv.ParseInt(v, 10, 64)
-	return err == nil && ms >= 0 && ms < 60_000
-}
-
-type wireError struct {
-	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// checkAnswer asserts what holds for any input and reports whether the answer is a success, whose body
-// the caller then decodes into the route's documented type. A 3xx is ServeMux sending a path that needs
-// cleaning (/a/../b) to its clean form: routing, not an error.
-func checkAnswer(t *testing.T, rec *httptest.ResponseRecorder, deadlineMayPass bool) bool {
-	t.Helper()
-	switch {
-	case rec.Code >= 200 && rec.Code < 300:
-		return true
-	case rec.Code >= 300 && rec.Code < 400:
-		if rec.Header().Get("Location") == "" {
-			t.Fatalf("HTTP %d without a Location: %q", rec.Code, rec.Body)
-		}
-		return false
-	case rec.Code >= 500 && !(rec.Code == http.StatusGatewayTimeout && deadlineMayPass):
-		t.Fatalf("HTTP %d for caller input: %q", rec.Code, rec.Body)
-	}
-	var e wireError
-	if err := platform.DecodeStrict(rec.Body.Bytes(), &e); err != nil || e.Error == nil || e.Error.Code == "" {
-		t.Fatalf("HTTP %d without the error shape {\"error\":{\"code\",\"message\"}}: %q (%v)", rec.Code, rec.Body, err)
-	}
-	if rec.Code == http.StatusGatewayTimeout && e.Error.Code != "deadline_exceeded" {
-		t.Fatalf("HTTP 504 with code %q, want deadline_exceeded", e.Error.Code)
-	}
-	return false
-}
-
-// decodeAnswer decodes a success strictly (no unknown fields, one JSON value) into v.
-func decodeAnswer(t *testing.T, rec *httptest.ResponseRecorder, v any) {
-	t.Helper()
-	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Fatalf("HTTP %d with Content-Type %q", rec.Code, ct)
-	}
-	if err := platform.DecodeStrict(rec.Body.Bytes(), v); err != nil {
-		t.Fatalf("HTTP %d body is not a %T: %v: %q", rec.Code, v, err, rec.Body)
-	}
 }

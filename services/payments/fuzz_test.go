@@ -1,15 +1,14 @@
 package payments_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"github.com/resilience-lab/lab/services/platform/platformtest"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -63,7 +62,7 @@ func (p *fuzzPayments) serve(r *http.Request) *httptest.ResponseRecorder {
 func (p *fuzzPayments) charge(t *testing.T, card string) string {
 	t.Helper()
 	body := fmt.Sprintf(`{"order_id":%q,"amount_cents":1999,"card_number":%q}`, fuzzHarnessOrder, card)
-	r := fuzzRequest(http.MethodPost, "/payments", "", []byte(body))
+	r := platformtest.Request(http.MethodPost, "/payments", "", []byte(body))
 	r.Header.Set(platform.HeaderIdempotencyKey, fmt.Sprintf("fuzz-harness-%d", p.keys.Add(1)))
 	rec := p.serve(r)
 	var pay payments.Payment
@@ -76,16 +75,16 @@ func (p *fuzzPayments) charge(t *testing.T, card string) string {
 func FuzzCharge(f *testing.F) {
 	svc := newFuzzPayments(f)
 	f.Fuzz(func(t *testing.T, key, deadline string, body []byte) {
-		key, ok1 := wireHeader(key)
-		deadline, ok2 := wireHeader(deadline)
+		key, ok1 := platformtest.WireHeader(key)
+		deadline, ok2 := platformtest.WireHeader(deadline)
 		if !ok1 || !ok2 {
 			return // no HTTP request can carry these header values
 		}
-		r := fuzzRequest(http.MethodPost, "/payments", "", body)
-		setHeader(r, platform.HeaderIdempotencyKey, key)
-		setHeader(r, platform.HeaderDeadline, deadline)
+		r := platformtest.Request(http.MethodPost, "/payments", "", body)
+		platformtest.SetHeader(r, platform.HeaderIdempotencyKey, key)
+		platformtest.SetHeader(r, platform.HeaderDeadline, deadline)
 		rec := svc.serve(r)
-		if !checkAnswer(t, rec, shortDeadline(deadline)) {
+		if !platformtest.CheckAnswer(t, rec, platformtest.ShortDeadline(deadline)) {
 			return
 		}
 		if rec.Code != http.StatusCreated && rec.Code != http.StatusOK {
@@ -96,7 +95,7 @@ func FuzzCharge(f *testing.F) {
 			t.Fatalf("HTTP %d for a body the strict decoder refuses (%v)", rec.Code, err)
 		}
 		var p payments.Payment
-		decodeAnswer(t, rec, &p)
+		platformtest.DecodeAnswer(t, rec, &p)
 		// A replay answers the key's payment, whose body had the same fingerprint: the same rules hold.
 		wantStatus, wantReason := payments.StatusCaptured, ""
 		switch {
@@ -131,15 +130,15 @@ func FuzzPaymentID(f *testing.F) {
 		var r *http.Request
 		switch route % 3 {
 		case 0:
-			r = fuzzRequest(http.MethodGet, "/payments/"+id, "/payments/"+url.PathEscape(id), nil)
+			r = platformtest.Request(http.MethodGet, "/payments/"+id, "/payments/"+url.PathEscape(id), nil)
 		case 1:
-			r = fuzzRequest(http.MethodPost, "/payments/"+id+"/refund", "/payments/"+url.PathEscape(id)+"/refund", body)
+			r = platformtest.Request(http.MethodPost, "/payments/"+id+"/refund", "/payments/"+url.PathEscape(id)+"/refund", body)
 		default:
-			r = fuzzRequest(http.MethodGet, "/payments", "", nil)
+			r = platformtest.Request(http.MethodGet, "/payments", "", nil)
 			r.URL.RawQuery = url.Values{"order_id": {id}}.Encode()
 		}
 		rec := svc.serve(r)
-		if !checkAnswer(t, rec, false) {
+		if !platformtest.CheckAnswer(t, rec, false) {
 			return
 		}
 		if rec.Code != http.StatusOK {
@@ -147,7 +146,7 @@ func FuzzPaymentID(f *testing.F) {
 		}
 		if route%3 == 2 {
 			var list payments.ListPaymentsResponse
-			decodeAnswer(t, rec, &list)
+			platformtest.DecodeAnswer(t, rec, &list)
 			for i, p := range list.Payments {
 				if p.OrderID != id || (i > 0 && p.CreatedAt.Before(list.Payments[i-1].CreatedAt)) {
 					t.Fatalf("payments of order %q, oldest first: %+v", id, list.Payments)
@@ -156,89 +155,9 @@ func FuzzPaymentID(f *testing.F) {
 			return
 		}
 		var p payments.Payment
-		decodeAnswer(t, rec, &p)
+		platformtest.DecodeAnswer(t, rec, &p)
 		if p.ID != id || (route%3 == 1 && p.Status != payments.StatusRefunded) {
 			t.Fatalf("%s %s answered %+v", r.Method, r.URL.Path, p)
 		}
 	})
-}
-
-// ---- what every fuzz target checks (the same helpers sit in each service's fuzz_test.go) ----------
-
-// fuzzRequest builds a request as the server would parse it off the wire: rawPath, when set, is the
-// escaped form of path (ids with '/', '%' or non-ASCII bytes).
-func fuzzRequest(method, path, rawPath string, body []byte) *http.Request {
-	r := httptest.NewRequest(method, "/", bytes.NewReader(body))
-	r.URL.Path, r.URL.RawPath = path, rawPath
-	r.RequestURI = r.URL.RequestURI()
-	r.Header.Set("Content-Type", "application/json")
-	return r
-}
-
-// wireHeader returns v as net/http hands a header value to handlers (surrounding blanks trimmed), or
-// false when no HTTP request can carry it (control bytes).
-func wireHeader(v string) (string, bool) {
-	for i := 0; i < len(v); i++ {
-		if c := v[i]; (c < 0x20 && c != '\t') || c == 0x7f {
-			return "", false
-		}
-	}
-	return strings.Trim(v, " \t"), true
-}
-
-func setHeader(r *http.Request, name, v string) {
-	if v != "" {
-		r.Header.Set(name, v)
-	}
-}
-
-// shortDeadline reports whether an X-Deadline-Ms value is a budget a request may really exhaust, so a
-// 504 deadline_exceeded is the right answer; a minute is far beyond any fuzz iteration.
-func shortDeadline(v string) bool {
-	ms, err := strconv.ParseInt(v, 10, 64)
-	return err == nil && ms >= 0 && ms < 60_000
-}
-
-type wireError struct {
-	Error *struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
-}
-
-// checkAnswer asserts what holds for any input and reports whether the answer is a success, whose body
-// the caller then decodes into the route's documented type. A 3xx is ServeMux sending a path that needs
-// cleaning (/a/../b) to its clean form: routing, not an error.
-func checkAnswer(t *testing.T, rec *httptest.ResponseRecorder, deadlineMayPass bool) bool {
-	t.Helper()
-	switch {
-	case rec.Code >= 200 && rec.Code < 300:
-		return true
-	case rec.Code >= 300 && rec.Code < 400:
-		if rec.Header().Get("Location") == "" {
-			t.Fatalf("HTTP %d without a Location: %q", rec.Code, rec.Body)
-		}
-		return false
-	case rec.Code >= 500 && !(rec.Code == http.StatusGatewayTimeout && deadlineMayPass):
-		t.Fatalf("HTTP %d for caller input: %q", rec.Code, rec.Body)
-	}
-	var e wireError
-	if err := platform.DecodeStrict(rec.Body.Bytes(), &e); err != nil || e.Error == nil || e.Error.Code == "" {
-		t.Fatalf("HTTP %d without the error shape {\"error\":{\"code\",\"message\"}}: %q (%v)", rec.Code, rec.Body, err)
-	}
-	if rec.Code == http.StatusGatewayTimeout && e.Error.Code != "deadline_exceeded" {
-		t.Fatalf("HTTP 504 with code %q, want deadline_exceeded", e.Error.Code)
-	}
-	return false
-}
-
-// decodeAnswer decodes a success strictly (no unknown fields, one JSON value) into v.
-func decodeAnswer(t *testing.T, rec *httptest.ResponseRecorder, v any) {
-	t.Helper()
-	if ct := rec.Header().Get("Content-Type"); !strings.HasPrefix(ct, "application/json") {
-		t.Fatalf("HTTP %d with Content-Type %q", rec.Code, ct)
-	}
-	if err := platform.DecodeStrict(rec.Body.Bytes(), v); err != nil {
-		t.Fatalf("HTTP %d body is not a %T: %v: %q", rec.Code, v, err, rec.Body)
-	}
 }
