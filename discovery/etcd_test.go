@@ -114,7 +114,7 @@ func TestRegistryOutageKeepsTheCachedSet(t *testing.T) {
 	eventually(t, 30*time.Second, "both instances discovered", func() bool { return instanceCount(bal) == 2 })
 
 	srv.Stop()
-	eventually(t, 30*time.Second, "the instancer reports the registry unreachable", func() bool {
+	eventually(t, 90*time.Second, "the instancer reports the registry unreachable", func() bool {
 		return testutil.ToFloat64(bal.m.registryErrors) >= 1
 	})
 	if seen := reached(t, bal, 20); seen["a"] != 10 || seen["b"] != 10 {
