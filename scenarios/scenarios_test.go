@@ -6,10 +6,12 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/moby/moby/client"
 	"github.com/resilience-lab/lab/scenarios/experiment"
 	"github.com/resilience-lab/lab/scenarios/lab"
 )
@@ -67,6 +69,51 @@ func needStack(t *testing.T) *lab.Stack {
 		t.Fatalf("the lab's stack did not start: %v", stackErr)
 	}
 	return stack
+}
+
+// TestContainersAreHardened checks the lab runs its containers as docs/security.md says: a non-root
+// user, a read-only root filesystem, writable /tmp (tmpfs) and /data (a volume) only, and nothing
+// published beyond 127.0.0.1.
+func TestContainersAreHardened(t *testing.T) {
+	s := needStack(t)
+	ctx := context.Background()
+	for _, name := range append(slices.Clone(lab.Services), lab.Broker, "toxiproxy") {
+		c, ok := s.Container(name)
+		if !ok {
+			t.Errorf("%s: no container", name)
+			continue
+		}
+		res, err := s.Docker().ContainerInspect(ctx, c.GetContainerID(), client.ContainerInspectOptions{})
+		if err != nil {
+			t.Fatalf("%s: inspect: %v", name, err)
+		}
+		in := res.Container
+		if in.Config.User != "65532:65532" {
+			t.Errorf("%s runs as user %q, want 65532:65532", name, in.Config.User)
+		}
+		if !in.HostConfig.ReadonlyRootfs {
+			t.Errorf("%s: root filesystem is writable", name)
+		}
+		if _, ok := in.HostConfig.Tmpfs["/tmp"]; !ok {
+			t.Errorf("%s: no tmpfs on /tmp (tmpfs: %v)", name, in.HostConfig.Tmpfs)
+		}
+		writable := map[string]bool{}
+		for _, m := range in.Mounts {
+			if m.RW {
+				writable[m.Destination] = true
+			}
+		}
+		if !writable["/data"] || len(writable) != 1 {
+			t.Errorf("%s: writable mounts %v, want /data only", name, writable)
+		}
+		for port, bindings := range in.HostConfig.PortBindings {
+			for _, b := range bindings {
+				if !b.HostIP.IsLoopback() {
+					t.Errorf("%s: %s published on %v, want 127.0.0.1 only", name, port, b.HostIP)
+				}
+			}
+		}
+	}
 }
 
 func TestScenarios(t *testing.T) {

@@ -21,6 +21,7 @@ import (
 
 	toxiclient "github.com/Shopify/toxiproxy/v2/client"
 	"github.com/moby/moby/api/types/container"
+	"github.com/moby/moby/api/types/mount"
 	"github.com/moby/moby/api/types/network"
 	"github.com/moby/moby/client"
 	"github.com/resilience-lab/lab/scenarios/fault"
@@ -271,22 +272,34 @@ func (s *Stack) labels(service string) map[string]string {
 	return l
 }
 
+// baseRequest is every lab container's shape, as in the compose stack (docs/security.md): a read-only
+// root filesystem, a tmpfs on /tmp, and /data (the databases, the broker's store) on an anonymous
+// volume, which survives a stop and start of the container and goes when it is removed.
 func (s *Stack) baseRequest(name string) testcontainers.ContainerRequest {
 	return testcontainers.ContainerRequest{
-		Image:          s.images[name],
-		Name:           "reslab-" + s.id + "-" + name,
-		Labels:         s.labels(name),
-		Networks:       []string{s.network.Name},
-		NetworkAliases: map[string][]string{s.network.Name: {name}},
-		Tmpfs:          map[string]string{"/tmp": "rw"},
+		Image:              s.images[name],
+		Name:               "reslab-" + s.id + "-" + name,
+		Labels:             s.labels(name),
+		Networks:           []string{s.network.Name},
+		NetworkAliases:     map[string][]string{s.network.Name: {name}},
+		Tmpfs:              map[string]string{"/tmp": "rw"},
+		HostConfigModifier: hardened,
 	}
 }
 
-// publishOnLoopback publishes port on a free port of 127.0.0.1 only. The host port is picked here, below
-// the kernel's ephemeral range: a port Docker picked itself from that range may be the local end of
-// some outgoing connection by the time its proxy binds it (run retries when that happens anyway).
+// hardened makes the root filesystem read-only and mounts /data on an anonymous volume.
+func hardened(hc *container.HostConfig) {
+	hc.ReadonlyRootfs = true
+	hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeVolume, Target: "/data"})
+}
+
+// publishOnLoopback hardens the container and publishes port on a free port of 127.0.0.1 only. The host
+// port is picked here, below the kernel's ephemeral range: a port Docker picked itself from that range
+// may be the local end of some outgoing connection by the time its proxy binds it (run retries when that
+// happens anyway).
 func publishOnLoopback(port int) func(*container.HostConfig) {
 	return func(hc *container.HostConfig) {
+		hardened(hc)
 		p := network.MustParsePort(strconv.Itoa(port) + "/tcp")
 		hc.PortBindings = network.PortMap{p: {{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: strconv.Itoa(freeLoopbackPort())}}}
 	}
@@ -344,8 +357,8 @@ func (s *Stack) startToxiproxy(ctx context.Context) error {
 // brokerBinary is the broker's program (events/cmd/nats-server) and image.
 const brokerBinary = "nats-server"
 
-// startBroker starts NATS with JetStream. Its store lives in the container's own filesystem, so a
-// stopped and restarted broker keeps its streams, as one with a volume would.
+// startBroker starts NATS with JetStream. Its store lives on the container's /data volume, so a
+// stopped and restarted broker keeps its streams.
 func (s *Stack) startBroker(ctx context.Context) error {
 	req := s.baseRequest(Broker)
 	req.Image = s.images[brokerBinary]
@@ -371,6 +384,12 @@ func (s *Stack) serviceEnv(svc string) map[string]string {
 	}
 	// Every call between the services carries a service token signed with the lab's key (docs/security.md).
 	env["SERVICE_TOKEN_SECRET"] = ServiceSecret
+	// Spans go to the trace store of the lab's Toxiproxy container (past every fault), which the reports
+	// read to break the slowest request of a second down by hop. Only traces the load driver started
+	// (a sampled traceparent) are recorded: the services start none of their own.
+	env["OTEL_TRACES_EXPORTER"] = "otlp"
+	env["OTEL_EXPORTER_OTLP_ENDPOINT"] = fmt.Sprintf("http://toxiproxy:%d", toxiproxyAPIPort)
+	env["OTEL_TRACES_SAMPLER_ARG"] = "0"
 	switch svc {
 	case "gateway":
 		env["GATEWAY_JWT_SECRET"] = JWTSecret
