@@ -20,10 +20,18 @@ const DebugRoute = "GET /debug/discovery"
 
 // LinkConfig is how a service reaches one downstream through discovery.
 type LinkConfig struct {
-	Service  string // the downstream's registered name (catalog, payments, …)
-	Version  string // the version called (DefaultVersion)
+	Service string // the downstream's registered name (catalog, payments, …)
+	Version string // the version called (DefaultVersion)
+	// Canary, when set, is a second version of Service balanced beside Version, with the same
+	// BalancerConfig but no seeds (it is known only from the registry), as link VersionedLink(link,
+	// Canary): a canary.Router splits the link's calls between the two.
+	Canary   string
 	Balancer BalancerConfig
 }
+
+// VersionedLink names the balancer of one version of a link beside its main one (gateway-catalog@v2):
+// its metrics' downstream label and its name for Discovery.Balancer.
+func VersionedLink(link, version string) string { return link + "@" + version }
 
 // ServiceConfig is one service's discovery: off without registry endpoints; on, the service registers
 // (when Register) and calls each of Links through a Balancer. Services read it in ConfigFromEnv and
@@ -98,19 +106,27 @@ func (c ServiceConfig) Start(service string, reg prometheus.Registerer, hook pol
 	sort.Strings(names)
 	for _, name := range names {
 		l := c.Links[name]
-		inst, err := NewInstancer(client, l.Service, l.Version, logger)
-		if err != nil {
-			d.Close()
-			return nil, fmt.Errorf("discovery of link %s: %w", name, err)
+		versions := [][2]string{{name, l.Version}}
+		if l.Canary != "" {
+			if l.Canary == l.Version {
+				d.Close()
+				return nil, fmt.Errorf("discovery of link %s: canary version %q is the stable version", name, l.Canary)
+			}
+			versions = append(versions, [2]string{VersionedLink(name, l.Canary), l.Canary})
 		}
-		d.instancers = append(d.instancers, inst)
-		b, err := NewBalancer(inst, l.Balancer,
-			policy.Options{Registerer: reg, Service: service, Downstream: name, Hook: hook}, logger)
-		if err != nil {
-			d.Close()
-			return nil, fmt.Errorf("discovery of link %s: %w", name, err)
+		for i, v := range versions {
+			cfg := l.Balancer
+			if i > 0 { // the canary has no static URL: until the registry answers it has no instance
+				cfg.Seeds = nil
+			}
+			b, err := d.balance(client, v[1], l.Service, cfg,
+				policy.Options{Registerer: reg, Service: service, Downstream: v[0], Hook: hook}, logger)
+			if err != nil {
+				d.Close()
+				return nil, fmt.Errorf("discovery of link %s: %w", name, err)
+			}
+			d.balancers[v[0]] = b
 		}
-		d.balancers[name] = b
 	}
 	if c.Register {
 		if d.registrar, err = NewRegistrar(client, c.Instance, logger); err != nil {
@@ -120,6 +136,16 @@ func (c ServiceConfig) Start(service string, reg prometheus.Registerer, hook pol
 		d.registrar.Register() // logs a failure; the client keeps trying
 	}
 	return d, nil
+}
+
+// balance builds a balancer over the instances of one version of service, stopping its instancer with d.
+func (d *Discovery) balance(client *Client, version, service string, cfg BalancerConfig, o policy.Options, logger *slog.Logger) (*Balancer, error) {
+	inst, err := NewInstancer(client, service, version, logger)
+	if err != nil {
+		return nil, err
+	}
+	d.instancers = append(d.instancers, inst)
+	return NewBalancer(inst, cfg, o, logger)
 }
 
 // Balancer returns the balancer of link (nil when discovery is off or the link is not configured).

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -65,10 +66,26 @@ func NewAuthenticator(secret []byte, issuer string, now func() time.Time) (*Auth
 	}, nil
 }
 
-// Issue signs a token for subject valid for ttl from now.
-func (a *Authenticator) Issue(subject string, ttl time.Duration) (Token, error) {
+// AdminRole is the role a token needs for the gateway's admin API (the canary's weight): a "roles"
+// claim holding "admin". POST /api/token never grants it, so dev tokens cannot steer traffic; an operator
+// mints one with the secret (`gateway admin-token`).
+const AdminRole = "admin"
+
+// claims are the gateway's JWT claims: the registered ones and the caller's roles.
+type claims struct {
+	jwt.RegisteredClaims
+	Roles []string `json:"roles,omitempty"`
+}
+
+// Issue signs a token for subject valid for ttl from now, carrying roles (each one of the known roles).
+func (a *Authenticator) Issue(subject string, ttl time.Duration, roles ...string) (Token, error) {
 	if err := validateSubject(subject); err != nil {
 		return Token{}, err
+	}
+	for _, r := range roles {
+		if r != AdminRole {
+			return Token{}, platform.BadRequest("invalid_argument", "unknown role %q: the only role is %q", r, AdminRole)
+		}
 	}
 	if ttl <= 0 || ttl > MaxTokenTTL {
 		return Token{}, platform.BadRequest("invalid_argument", "ttl_seconds must be between 1 and %d", int(MaxTokenTTL/time.Second))
@@ -76,14 +93,14 @@ func (a *Authenticator) Issue(subject string, ttl time.Duration) (Token, error) 
 	// JWT times have whole-second resolution; truncate so expires_at is exactly what the token says.
 	now := a.now().UTC().Truncate(time.Second)
 	exp := now.Add(ttl)
-	claims := jwt.RegisteredClaims{
+	c := claims{RegisteredClaims: jwt.RegisteredClaims{
 		Issuer:    a.issuer,
 		Subject:   subject,
 		IssuedAt:  jwt.NewNumericDate(now),
 		NotBefore: jwt.NewNumericDate(now),
 		ExpiresAt: jwt.NewNumericDate(exp),
-	}
-	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString(a.secret)
+	}, Roles: roles}
+	signed, err := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(a.secret)
 	if err != nil {
 		return Token{}, fmt.Errorf("sign token: %w", err)
 	}
@@ -93,32 +110,39 @@ func (a *Authenticator) Issue(subject string, ttl time.Duration) (Token, error) 
 // Verify checks a raw token and returns its subject, or a 401 *platform.Error whose message says what was
 // wrong without echoing the token or the parser's internals.
 func (a *Authenticator) Verify(raw string) (string, *platform.Error) {
+	id := a.verify(raw)
+	return id.subject, id.err
+}
+
+// verify checks a raw token and returns who it names and their roles, or why it is not accepted.
+func (a *Authenticator) verify(raw string) identity {
 	if len(raw) > maxTokenBytes {
-		return "", unauthorized(CodeInvalidToken, "the token is too large")
+		return identity{err: unauthorized(CodeInvalidToken, "the token is too large")}
 	}
-	var claims jwt.RegisteredClaims
+	var claims claims
 	_, err := a.parser.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return a.secret, nil })
+	fail := func(code, msg string) identity { return identity{err: unauthorized(code, msg)} }
 	switch {
 	case err == nil:
 	case errors.Is(err, jwt.ErrTokenExpired):
-		return "", unauthorized(CodeTokenExpired, "the token has expired")
+		return fail(CodeTokenExpired, "the token has expired")
 	case errors.Is(err, jwt.ErrTokenNotValidYet):
-		return "", unauthorized(CodeInvalidToken, "the token is not valid yet")
+		return fail(CodeInvalidToken, "the token is not valid yet")
 	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
-		return "", unauthorized(CodeInvalidToken, "the token has no expiry")
+		return fail(CodeInvalidToken, "the token has no expiry")
 	case errors.Is(err, jwt.ErrTokenInvalidIssuer):
-		return "", unauthorized(CodeInvalidToken, "the token's issuer is not accepted")
+		return fail(CodeInvalidToken, "the token's issuer is not accepted")
 	case errors.Is(err, jwt.ErrTokenMalformed):
-		return "", unauthorized(CodeInvalidToken, "the token is malformed")
+		return fail(CodeInvalidToken, "the token is malformed")
 	case errors.Is(err, jwt.ErrTokenSignatureInvalid), errors.Is(err, jwt.ErrTokenUnverifiable):
-		return "", unauthorized(CodeInvalidToken, "the token's algorithm or signature is not accepted")
+		return fail(CodeInvalidToken, "the token's algorithm or signature is not accepted")
 	default:
-		return "", unauthorized(CodeInvalidToken, "the token is not valid")
+		return fail(CodeInvalidToken, "the token is not valid")
 	}
 	if validateSubject(claims.Subject) != nil {
-		return "", unauthorized(CodeInvalidToken, "the token has no valid subject")
+		return fail(CodeInvalidToken, "the token has no valid subject")
 	}
-	return claims.Subject, nil
+	return identity{subject: claims.Subject, roles: claims.Roles}
 }
 
 func unauthorized(code, msg string) *platform.Error {
@@ -143,8 +167,11 @@ func validateSubject(s string) error {
 // identity is what identify learned from the Authorization header: a subject, or why there is none.
 type identity struct {
 	subject string
+	roles   []string
 	err     *platform.Error
 }
+
+func (id identity) has(role string) bool { return slices.Contains(id.roles, role) }
 
 type identityKey struct{}
 
@@ -167,7 +194,7 @@ func (a *Authenticator) identify(next http.Handler) http.Handler {
 		case !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(raw) == "":
 			id.err = unauthorized(CodeInvalidToken, "the Authorization header must be: Bearer <token>")
 		default:
-			id.subject, id.err = a.Verify(strings.TrimSpace(raw))
+			id = a.verify(strings.TrimSpace(raw))
 		}
 		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), identityKey{}, id)))
 	})

@@ -7,7 +7,9 @@ import (
 	"time"
 
 	"github.com/resilience-lab/lab/discovery"
+	"github.com/resilience-lab/lab/discovery/canary"
 	"github.com/resilience-lab/lab/resilience"
+	"github.com/resilience-lab/lab/resilience/clock"
 	"github.com/resilience-lab/lab/services/platform"
 )
 
@@ -73,6 +75,14 @@ type Config struct {
 	// docs/patterns/discovery.md). Off by default: the static URLs are called. The gateway does not
 	// register itself: nothing calls it through discovery.
 	Discovery discovery.ServiceConfig
+	// CatalogCanary, when set, splits the gateway-catalog link between the catalog's stable version and
+	// a canary, each balanced through discovery (which it needs), under the link's policies: weighted,
+	// X-Canary: true always to the canary, the weight settable at run time on AdminCanaryRoute, and the
+	// automatic rollback rule. Read from GATEWAY_CATALOG_CANARY_* when GATEWAY_CATALOG_CANARY_VERSION is
+	// set (see docs/patterns/canary.md); nil: off, the link calls one version as before.
+	CatalogCanary *canary.Config
+	// CanaryClock runs the canary's rollback rule (nil: the real clock; tests advance a fake one).
+	CanaryClock clock.Clock
 
 	// linkOptions adds resilience options to a link (tests: a fake clock).
 	linkOptions map[string][]resilience.Option
@@ -103,11 +113,19 @@ func ConfigFromEnv(env *platform.Env) Config {
 	cfg.Discovery = discovery.ServiceConfigFromEnv(env, "gateway", false, map[string]discovery.SeededLink{
 		LinkCatalog: {Service: "catalog", Seed: cfg.CatalogURL}, LinkOrders: {Service: "orders", Seed: cfg.OrdersURL},
 		LinkPayments: {Service: "payments", Seed: cfg.PaymentsURL}})
+	// A canary is configured only by naming its version; its other settings have defaults.
+	if env.String(canaryVersionVar, "") != "" {
+		cc := canary.ConfigFromEnv(env, LinkCatalog)
+		cfg.CatalogCanary = &cc
+	}
 	if err := cfg.validate(); err != nil {
 		env.Fail("%v", err)
 	}
 	return cfg
 }
+
+// canaryVersionVar turns the catalog canary on.
+const canaryVersionVar = "GATEWAY_CATALOG_CANARY_VERSION"
 
 // validate checks what ConfigFromEnv and Open both need; Open runs it too because tests build Config
 // directly.
@@ -143,6 +161,14 @@ func (cfg Config) validate() error {
 	}
 	if cfg.DetailsPartTimeout <= 0 {
 		errs = append(errs, errors.New("GATEWAY_DETAILS_PART_TIMEOUT must be > 0"))
+	}
+	// The canary's own settings are checked by canary.ConfigFromEnv and canary.New.
+	if cfg.CatalogCanary != nil {
+		if !cfg.Discovery.Enabled() {
+			errs = append(errs, fmt.Errorf("%s needs REGISTRY_ENDPOINTS: the catalog's versions are found through discovery", canaryVersionVar))
+		} else if _, ok := cfg.Discovery.Links[LinkCatalog]; !ok {
+			errs = append(errs, fmt.Errorf("%s: discovery has no %s link", canaryVersionVar, LinkCatalog))
+		}
 	}
 	return errors.Join(errs...)
 }

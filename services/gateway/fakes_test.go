@@ -250,7 +250,7 @@ func newTestGateway(t *testing.T, tweak func(*Config)) *testGateway {
 		t.Fatalf("policies: %v", err)
 	}
 	t.Cleanup(func() { policies.Close() })
-	svc, err := assemble(cfg, policies, shop, shop, shop, slog.New(slog.DiscardHandler), reg)
+	svc, err := assemble(cfg, policies, shop, shop, shop, slog.New(slog.DiscardHandler), reg, nil)
 	if err != nil {
 		t.Fatalf("assemble: %v", err)
 	}

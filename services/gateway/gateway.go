@@ -6,13 +6,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/resilience-lab/lab/discovery"
+	"github.com/resilience-lab/lab/discovery/canary"
 	"github.com/resilience-lab/lab/resilience"
+	"github.com/resilience-lab/lab/resilience/policy"
 	"github.com/resilience-lab/lab/resilience/ratelimit"
 	catalogclient "github.com/resilience-lab/lab/services/catalog/client"
 	ordersclient "github.com/resilience-lab/lab/services/orders/client"
@@ -43,48 +46,91 @@ func Open(_ context.Context, cfg Config, logger *slog.Logger, reg *prometheus.Re
 	if err != nil {
 		return nil, nil, err
 	}
-	disc, err := cfg.Discovery.Start("gateway", reg, policies.Events(), logger)
+	dcfg := cfg.Discovery
+	if c := cfg.CatalogCanary; c != nil {
+		// Balance the catalog's stable version and its canary, each with the link's balancer settings.
+		dcfg.Links = maps.Clone(dcfg.Links)
+		l := dcfg.Links[LinkCatalog]
+		l.Version, l.Canary = c.Stable, c.Canary
+		dcfg.Links[LinkCatalog] = l
+	}
+	disc, err := dcfg.Start("gateway", reg, policies.Events(), logger)
 	if err != nil {
 		policies.Close()
 		return nil, nil, err
 	}
+	var router *canary.Router
 	fail := func(err error) (*platform.Service, io.Closer, error) {
+		if router != nil {
+			router.Close()
+		}
 		disc.Close()
 		policies.Close()
 		return nil, nil, err
 	}
-	cat, err := catalogclient.New(cfg.CatalogURL, withLink(cfg.CatalogOptions, policies, disc, LinkCatalog,
+	catalogSource := disc.Client(LinkCatalog)
+	if cfg.CatalogCanary != nil {
+		if router, err = catalogCanary(cfg, disc, policies, reg, logger); err != nil {
+			return fail(err)
+		}
+		// The router takes the stable balancer's place as the link's source, under the same policies.
+		catalogSource = discovery.Balanced(router)
+	}
+	cat, err := catalogclient.New(cfg.CatalogURL, withLink(cfg.CatalogOptions, policies, catalogSource, LinkCatalog,
 		cfg.ServiceAuth.Client("gateway", "catalog"))...)
 	if err != nil {
 		return fail(fmt.Errorf("catalog client: %w", err))
 	}
-	ord, err := ordersclient.New(cfg.OrdersURL, withLink(cfg.OrdersOptions, policies, disc, LinkOrders,
+	ord, err := ordersclient.New(cfg.OrdersURL, withLink(cfg.OrdersOptions, policies, disc.Client(LinkOrders), LinkOrders,
 		cfg.ServiceAuth.Client("gateway", "orders"))...)
 	if err != nil {
 		return fail(fmt.Errorf("orders client: %w", err))
 	}
-	pay, err := paymentsclient.New(cfg.PaymentsURL, withLink(cfg.PaymentsOptions, policies, disc, LinkPayments,
+	pay, err := paymentsclient.New(cfg.PaymentsURL, withLink(cfg.PaymentsOptions, policies, disc.Client(LinkPayments), LinkPayments,
 		cfg.ServiceAuth.Client("gateway", "payments"))...)
 	if err != nil {
 		return fail(fmt.Errorf("payments client: %w", err))
 	}
-	svc, err := assemble(cfg, policies, cat, ord, pay, logger, reg)
+	svc, err := assemble(cfg, policies, cat, ord, pay, logger, reg, router)
 	if err != nil {
 		return fail(err)
 	}
 	svc.Tracing = tracing
 	svc.Extra = disc.Extra(svc.Extra)
 	return svc, platform.CloserFunc(func() error {
+		if router != nil {
+			router.Close()
+		}
 		discErr := disc.Close()
 		policies.Close()
 		return errors.Join(discErr, platform.FlushTracing(stopTracing))
 	}), nil
 }
 
-// withLink appends the link's policies, its balancer (when discovery is on) and the service token of
-// its callee to the configured client options without writing into the caller's slice.
-func withLink(opts []platform.ClientOption, policies *resilience.Policies, disc *discovery.Discovery, link string, token platform.ClientOption) []platform.ClientOption {
-	return append(slices.Clip(opts), policies.Client(link), disc.Client(link), token)
+// catalogCanary builds the router splitting gateway-catalog between the balancers of the catalog's
+// stable version and its canary. Its metrics (canary_*) go to reg, its rollback event to the policies'
+// hook, its rule runs on cfg.CanaryClock.
+func catalogCanary(cfg Config, disc *discovery.Discovery, policies *resilience.Policies, reg prometheus.Registerer, logger *slog.Logger) (*canary.Router, error) {
+	c := *cfg.CatalogCanary
+	stable, canarySrc := disc.Balancer(LinkCatalog), disc.Balancer(discovery.VersionedLink(LinkCatalog, c.Canary))
+	if stable == nil || canarySrc == nil {
+		return nil, fmt.Errorf("catalog canary: discovery has no balancer for %s versions %s and %s", LinkCatalog, c.Stable, c.Canary)
+	}
+	r, err := canary.New(stable, canarySrc, c, policy.Options{Clock: cfg.CanaryClock, Registerer: reg,
+		Service: "gateway", Downstream: LinkCatalog, Hook: policies.Events()}, logger)
+	if err != nil {
+		return nil, fmt.Errorf("catalog canary: %w", err)
+	}
+	logger.Info("catalog canary on", "stable", c.Stable, "canary", c.Canary, "weight", c.Weight,
+		"rollback_seconds", c.Rollback.Seconds)
+	return r, nil
+}
+
+// withLink appends the link's policies, its source (its balancer or canary router when discovery is on,
+// else a no-op) and the service token of its callee to the configured client options without writing
+// into the caller's slice.
+func withLink(opts []platform.ClientOption, policies *resilience.Policies, source platform.ClientOption, link string, token platform.ClientOption) []platform.ClientOption {
+	return append(slices.Clip(opts), policies.Client(link), source, token)
 }
 
 // buildPolicies builds cfg.Resilience for the gateway: the server-side rate limit is the RateLimit*
@@ -113,7 +159,9 @@ func rateLimitKey(r *http.Request) string {
 }
 
 // assemble wires the gateway over any downstreams; Open passes the real clients, unit tests fakes.
-func assemble(cfg Config, policies *resilience.Policies, cat Catalog, ord Orders, pay Payments, logger *slog.Logger, reg *prometheus.Registry) (*platform.Service, error) {
+// A non-nil router is the catalog canary: its admin API is served (admins only) and the X-Canary header
+// of each request is passed to the calls it makes through its context.
+func assemble(cfg Config, policies *resilience.Policies, cat Catalog, ord Orders, pay Payments, logger *slog.Logger, reg *prometheus.Registry, router *canary.Router) (*platform.Service, error) {
 	secret := cfg.JWTSecret
 	if secret == "" {
 		logger.Warn("GATEWAY_JWT_SECRET is unset: signing tokens with the public dev secret; never do this outside the lab")
@@ -130,8 +178,12 @@ func assemble(cfg Config, policies *resilience.Policies, cat Catalog, ord Orders
 	}
 	svc := NewService(cat, ord, pay, cfg, reg, logger)
 	handler := NewHTTPHandler(NewEndpoints(svc, issuer, cfg.TokenTTL), auth, policies.Middleware, reg)
+	extra := map[string]http.Handler{resilience.DebugRoute: policies.DebugHandler()}
+	if router != nil {
+		handler = canary.Middleware(handler)
+		extra[AdminCanaryRoute] = adminOnly(auth, newAdminFailures(reg), logger, router.Handler())
+	}
 	// Readiness deliberately ignores the downstreams: an outage there must degrade answers, not pull every
 	// gateway out of the load balancer.
-	return &platform.Service{Name: "gateway", API: handler, Registry: reg, Logger: logger,
-		Extra: map[string]http.Handler{resilience.DebugRoute: policies.DebugHandler()}}, nil
+	return &platform.Service{Name: "gateway", API: handler, Registry: reg, Logger: logger, Extra: extra}, nil
 }
