@@ -44,9 +44,14 @@ func summarize(h *hdrhistogram.Histogram) Latency {
 type doneEvent struct {
 	second    int32 // second the request was due in
 	kind      int32
+	status    int32         // HTTP status; 0 when no answer came
 	latency   time.Duration // from due time to end of body
 	completed time.Duration // offset of the completion from the start
 	outcome   Outcome
+	// What a second's slowest request cites: its method and path (the request's own strings, not
+	// copies) and its trace id.
+	method, path string
+	trace        TraceID
 }
 
 // closeEvent tells the collector that every request due in a second has been sent or dropped.
@@ -73,6 +78,10 @@ type secondAcc struct {
 	closed, final bool
 	done          uint64
 	hist          *hdrhistogram.Histogram
+	// slowest is the slowest request so far (kept by value: no allocation per request); it becomes
+	// Second.Slowest when the second is finalized.
+	slowest    doneEvent
+	hasSlowest bool
 }
 
 type kindAcc struct {
@@ -140,6 +149,9 @@ func (c *collector) done(ev doneEvent) {
 		}
 		record(acc.hist, ev.latency)
 		record(k.hist, ev.latency)
+		if !acc.hasSlowest || ev.latency > acc.slowest.latency {
+			acc.slowest, acc.hasSlowest = ev, true
+		}
 	}
 	if ev.completed >= 0 {
 		c.sec(int(ev.completed/time.Second)).Completed++
@@ -190,6 +202,11 @@ func (c *collector) tryFinalize(acc *secondAcc) {
 
 func (c *collector) finalize(acc *secondAcc) {
 	acc.final = true
+	if acc.hasSlowest {
+		ev := acc.slowest
+		acc.Slowest = &SlowRequest{LatencyMs: ms(ev.latency), Kind: c.kinds[ev.kind].Name, Method: ev.method,
+			Path: ev.path, Status: int(ev.status), Class: ev.outcome.Class, OK: ev.outcome.OK, TraceID: ev.trace.String()}
+	}
 	if acc.hist == nil {
 		return
 	}

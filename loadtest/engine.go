@@ -77,6 +77,11 @@ type Options struct {
 	Progress func(Progress)
 	// Clock is the time source; nil means SystemClock.
 	Clock Clock
+	// Trace makes every request start a trace of its own: a W3C traceparent header with a fresh random
+	// trace id and the sampled flag, so a target that samples nothing itself (a sampler ratio of 0)
+	// still records each request the load driver sent. Each second's slowest request then cites its
+	// trace id (Second.Slowest).
+	Trace bool
 }
 
 // NewClient returns an HTTP client tuned for load: requests spread over several transports (one
@@ -414,22 +419,43 @@ func (r *runner) fire(j job) {
 	r.results <- doneEvent{
 		second:    int32(j.due / time.Second),
 		kind:      int32(j.kind),
+		status:    int32(out.status),
 		latency:   completed - j.due,
 		completed: completed,
-		outcome:   out,
+		outcome:   out.Outcome,
+		method:    out.method,
+		path:      out.path,
+		trace:     out.trace,
 	}
 	r.inflight.Add(-1) // after reporting, so a worker under the cap is about to take the next job
 }
 
-func (r *runner) do(ctx context.Context, k *Kind, seq uint64) Outcome {
+// sent is how one request went: its outcome, and what the per-second slowest request cites.
+type sent struct {
+	Outcome
+	status       int // HTTP status; 0 when no answer came
+	method, path string
+	trace        TraceID // zero when the request started no trace
+}
+
+func (r *runner) do(ctx context.Context, k *Kind, seq uint64) (out sent) {
 	req, err := k.Build(ctx, seq)
 	if err != nil {
-		return Outcome{Class: ClassBuild}
+		out.Outcome = Outcome{Class: ClassBuild}
+		return out
+	}
+	out.method, out.path = req.Method, req.URL.Path
+	if r.o.Trace {
+		out.trace = NewTraceID()
+		// Set directly under its canonical key: Header.Set would canonicalise (and allocate) each time.
+		req.Header[headerTraceParent] = []string{TraceParent(out.trace, newSpanID())}
 	}
 	resp, err := r.o.Client.Do(req)
 	if err != nil {
-		return k.Classify(nil, err)
+		out.Outcome = k.Classify(nil, err)
+		return out
 	}
+	out.status = resp.StatusCode
 	var body []byte
 	if k.OnResponse != nil {
 		body, err = io.ReadAll(io.LimitReader(resp.Body, maxCapturedBody))
@@ -438,9 +464,10 @@ func (r *runner) do(ctx context.Context, k *Kind, seq uint64) Outcome {
 	}
 	resp.Body.Close()
 	if err != nil {
-		return k.Classify(nil, err)
+		out.Outcome = k.Classify(nil, err)
+		return out
 	}
-	out := k.Classify(resp, nil)
+	out.Outcome = k.Classify(resp, nil)
 	if out.OK && k.OnResponse != nil {
 		k.OnResponse(resp, body)
 	}

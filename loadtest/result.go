@@ -51,6 +51,22 @@ type Second struct {
 	// LagMaxMs is how far behind its due time the generator sent its latest request of the second: the
 	// generator's own share of the latencies (timer granularity, CPU starvation).
 	LagMaxMs float64 `json:"lag_max_ms"`
+	// Slowest is the slowest of the requests due in this second that were sent (nil: none was).
+	Slowest *SlowRequest `json:"slowest,omitempty"`
+}
+
+// SlowRequest is a second's slowest request: what it was, how it ended and, when the run traced its
+// requests (Options.Trace), the trace to look it up by in a trace store.
+type SlowRequest struct {
+	LatencyMs float64 `json:"latency_ms"`
+	Kind      string  `json:"kind"`
+	Method    string  `json:"method,omitempty"`
+	Path      string  `json:"path,omitempty"`
+	// Status is the HTTP status of the answer; 0 when none came (Class says why: timeout, connect…).
+	Status  int    `json:"status,omitempty"`
+	Class   string `json:"class,omitempty"`
+	OK      bool   `json:"ok"`
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // Failed is the number of requests due in this second that were sent and failed.
