@@ -71,8 +71,8 @@ func NewAuthenticator(secret []byte, issuer string, now func() time.Time) (*Auth
 // mints one with the secret (`gateway admin-token`).
 const AdminRole = "admin"
 
-// claims are the gateway's JWT claims: the registered ones and the caller's roles.
-type claims struct {
+// tokenClaims are the gateway's JWT claims: the registered ones and the caller's roles.
+type tokenClaims struct {
 	jwt.RegisteredClaims
 	Roles []string `json:"roles,omitempty"`
 }
@@ -93,7 +93,7 @@ func (a *Authenticator) Issue(subject string, ttl time.Duration, roles ...string
 	// JWT times have whole-second resolution; truncate so expires_at is exactly what the token says.
 	now := a.now().UTC().Truncate(time.Second)
 	exp := now.Add(ttl)
-	c := claims{RegisteredClaims: jwt.RegisteredClaims{
+	c := tokenClaims{RegisteredClaims: jwt.RegisteredClaims{
 		Issuer:    a.issuer,
 		Subject:   subject,
 		IssuedAt:  jwt.NewNumericDate(now),
@@ -119,7 +119,7 @@ func (a *Authenticator) verify(raw string) identity {
 	if len(raw) > maxTokenBytes {
 		return identity{err: unauthorized(CodeInvalidToken, "the token is too large")}
 	}
-	var claims claims
+	var claims tokenClaims
 	_, err := a.parser.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return a.secret, nil })
 	fail := func(code, msg string) identity { return identity{err: unauthorized(code, msg)} }
 	switch {
