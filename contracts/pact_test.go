@@ -24,6 +24,8 @@ const (
 	ordersName   = "orders"
 	catalogName  = "catalog"
 	paymentsName = "payments"
+	// notificationsName consumes the order events (message pact notifications-orders).
+	notificationsName = "notifications"
 )
 
 // Environment variables of a run (scripts/pact-flow.sh sets them for the broker steps).

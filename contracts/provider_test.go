@@ -13,9 +13,11 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/pact-foundation/pact-go/v2/message"
 	"github.com/pact-foundation/pact-go/v2/provider"
 
 	catalogclient "github.com/resilience-lab/lab/services/catalog/client"
@@ -30,6 +32,10 @@ type instance struct {
 	close func()
 	// clients reach the instance's services through their own APIs, so state handlers seed real data.
 	clients
+	// events is the URL of the instance's own NATS JetStream broker, which its outbox relay publishes
+	// to (orders, for its message pact); failCommits makes its catalog fail every commit.
+	events      string
+	failCommits *atomic.Bool
 }
 
 // clients are the typed clients of the services an instance runs (nil for those it does not run).
@@ -51,6 +57,9 @@ type liveProvider struct {
 	states map[string]stateFunc
 	// wrap, when set, changes the provider's answers (negative tests: a provider that breaks a contract).
 	wrap func(http.Handler) http.Handler
+	// messages produce the messages of message pacts, by description (set before verifying); the
+	// verifier fails an interaction whose description has none (pact-go answers it 404).
+	messages message.Handlers
 
 	mu      sync.Mutex
 	current *instance
@@ -196,6 +205,7 @@ func (p *liveProvider) baseRequest(name string) provider.VerifyRequest {
 		Provider:               name,
 		ProviderBaseURL:        p.api.URL,
 		ProviderStatesSetupURL: p.setup.URL,
+		MessageHandlers:        p.messages,
 		FailIfNoPactsFound:     true,
 		DisableColoredOutput:   true,
 		// Per request and per state change; generous, so a loaded machine is not a failed contract.

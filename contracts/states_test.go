@@ -26,4 +26,15 @@ const (
 	// orders
 	stateCustomerHasOrder  = "a customer has an order" // params: customerId, quantity?, idempotencyKey? → orderId, productId
 	stateOrderDoesNotExist = "an order does not exist" // params: orderId
+
+	// orders, for its events: each places an order through the orders API and lets the saga end it;
+	// the message handler then hands the verifier the event the orders relay published for it.
+	stateOrderPlaced    = "an order was placed"    // any product in stock
+	stateOrderConfirmed = "an order was confirmed" // a product in stock, everything answers
+	stateOrderRejected  = "an order was rejected"  // a sold-out product
+	stateOrderCancelled = "an order was cancelled" // the catalog fails the commit; compensation undoes the rest
 )
+
+// eventDescription is the description of the message of an event type in a message pact: what the
+// consumer expects to receive and what the provider's message handler is looked up by.
+func eventDescription(eventType string) string { return "an " + eventType + " event" }
