@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/pact-foundation/pact-go/v2/message"
+	"github.com/pact-foundation/pact-go/v2/models"
 	"github.com/pact-foundation/pact-go/v2/provider"
 )
 
@@ -88,6 +90,96 @@ func TestUnknownStateFailsVerification(t *testing.T) {
 			t.Errorf("the failed verification's output does not say %q:\n%s", want, out)
 		}
 	}
+}
+
+// TestBrokenEventProducerFailsVerification verifies an orders service whose events call total_cents
+// "total" (a rename of the OrderConfirmed payload that compiles, and passes orders' own tests once they
+// are updated with it, yet breaks notifications, which tells the customer the amount): the
+// notifications pact must fail on that message and field, while the gateway's HTTP pact, which reads
+// total_cents from the orders API, not from events, must still pass. From a broker, the child
+// publishes its results as orders version <CONTRACTS_PROVIDER_VERSION>-broken, as the catalog test does.
+func TestBrokenEventProducerFailsVerification(t *testing.T) {
+	if os.Getenv(envChild) == t.Name() {
+		r := runFromEnv(t)
+		r.providerVersion += brokenSuffix
+		r.providerBranch = brokenBranch
+		p := startProvider(t, startOrders, ordersStates(), nil)
+		p.messages = renamingEventField(orderEventMessages(p), "total_cents", "total")
+		verifyExpectingFailure(t, p.verifyRequest(t, r, ordersName))
+		return
+	}
+	out := runChildExpectingFailure(t)
+	failures := out
+	if i := strings.Index(out, "Failures:"); i >= 0 {
+		failures = out[i:]
+	}
+	if !strings.Contains(failures, "Verifying a pact between notifications and orders Given an order was confirmed") ||
+		!strings.Contains(failures, "total_cents") {
+		t.Errorf("the failures do not name the OrderConfirmed message of the notifications pact and total_cents:\n%s", out)
+	}
+	for _, other := range []string{"an order was placed", "an order was rejected", "an order was cancelled"} {
+		if strings.Contains(failures, "Verifying a pact between notifications and orders Given "+other) {
+			t.Errorf("the message of %q failed too, but it has no total_cents:\n%s", other, out)
+		}
+	}
+	if strings.Contains(failures, "Verifying a pact between gateway and orders") {
+		t.Errorf("the gateway's pact failed too, but the rename is in the events only:\n%s", out)
+	}
+}
+
+// TestUnknownMessageFailsVerification verifies a message pact whose message orders has no handler for:
+// the interaction must fail, not pass or be skipped.
+func TestUnknownMessageFailsVerification(t *testing.T) {
+	const description = "a message no handler knows"
+	if os.Getenv(envChild) == t.Name() {
+		file := filepath.Join(t.TempDir(), "selftest-orders.json")
+		pact := `{
+  "consumer": {"name": "contracts-selftest"},
+  "provider": {"name": "orders"},
+  "interactions": [{
+    "type": "Asynchronous/Messages",
+    "description": "` + description + `",
+    "providerStates": [{"name": "` + stateOrderPlaced + `"}],
+    "contents": {"content": {"id": "e-1"}, "contentType": "application/json", "encoded": false},
+    "metadata": {"subject": "orders.placed"}
+  }],
+  "metadata": {"pactSpecification": {"version": "4.0"}}
+}`
+		if err := os.WriteFile(file, []byte(pact), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		p := startProvider(t, startOrders, ordersStates(), nil)
+		p.messages = orderEventMessages(p)
+		req := p.baseRequest(ordersName)
+		req.PactFiles = []string{file}
+		verifyExpectingFailure(t, req)
+		return
+	}
+	out := runChildExpectingFailure(t)
+	for _, want := range []string{
+		`no message handler for message "` + description + `"`,                             // the message endpoint's refusal
+		"Verifying a pact between contracts-selftest and orders Given " + stateOrderPlaced, // the verifier's verdict
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the failed verification's output does not say %q:\n%s", want, out)
+		}
+	}
+}
+
+// renamingEventField wraps message handlers so that every event they produce calls the field from
+// "to", as renamingField does to HTTP answers.
+func renamingEventField(hs message.Handlers, from, to string) message.Handlers {
+	out := message.Handlers{}
+	for desc, h := range hs {
+		out[desc] = func(states []models.ProviderState) (message.Body, message.Metadata, error) {
+			body, md, err := h(states)
+			if raw, ok := body.([]byte); ok {
+				body = bytes.ReplaceAll(raw, []byte(`"`+from+`":`), []byte(`"`+to+`":`))
+			}
+			return body, md, err
+		}
+	}
+	return out
 }
 
 // verifyExpectingFailure runs a verification in a child and logs failedMarker when the verifier fails

@@ -50,8 +50,6 @@ func orderEventMessages(p *liveProvider) message.Handlers {
 			defer cancel()
 			subject, data, err := publishedEvent(ctx, p.instance().events, events.Subject(typ))
 			if err != nil {
-				// pact-go answers the verifier 503 without the reason; the test says it.
-				p.t.Errorf("message %q: %v", eventDescription(typ), err)
 				return nil, nil, err
 			}
 			return data, message.Metadata{"subject": subject, "contentType": "application/json"}, nil

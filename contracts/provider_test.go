@@ -4,10 +4,12 @@ package contracts
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -18,6 +20,7 @@ import (
 	"time"
 
 	"github.com/pact-foundation/pact-go/v2/message"
+	"github.com/pact-foundation/pact-go/v2/models"
 	"github.com/pact-foundation/pact-go/v2/provider"
 
 	catalogclient "github.com/resilience-lab/lab/services/catalog/client"
@@ -57,16 +60,16 @@ type liveProvider struct {
 	states map[string]stateFunc
 	// wrap, when set, changes the provider's answers (negative tests: a provider that breaks a contract).
 	wrap func(http.Handler) http.Handler
-	// messages produce the messages of message pacts, by description (set before verifying); the
-	// verifier fails an interaction whose description has none (pact-go answers it 404).
+	// messages produce the messages of message pacts, by description (set before verifying).
 	messages message.Handlers
 
 	mu      sync.Mutex
 	current *instance
 	stale   bool // an interaction ended: the next setup starts a fresh instance
 
-	api   *httptest.Server // what the verifier calls
-	setup *httptest.Server // the provider-state endpoint the verifier posts setup and teardown to
+	api     *httptest.Server // what the verifier calls
+	setup   *httptest.Server // the provider-state endpoint the verifier posts setup and teardown to
+	message *httptest.Server // the message endpoint the verifier asks for each message of a message pact
 }
 
 // startFunc starts a fresh instance of a provider; t gives it temp dirs and test output.
@@ -84,9 +87,11 @@ func startProvider(t *testing.T, start startFunc, states map[string]stateFunc,
 	p.current = in
 	p.api = httptest.NewServer(http.HandlerFunc(p.serveAPI))
 	p.setup = httptest.NewServer(http.HandlerFunc(p.serveState))
+	p.message = httptest.NewServer(http.HandlerFunc(p.serveMessage))
 	t.Cleanup(func() {
 		p.api.Close()
 		p.setup.Close()
+		p.message.Close()
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		p.current.close()
@@ -173,8 +178,57 @@ func (p *liveProvider) fresh() (*instance, error) {
 	return p.current, nil
 }
 
+// messageRequest is what the verifier posts to the message endpoint.
+type messageRequest struct {
+	Description string                 `json:"description"`
+	States      []models.ProviderState `json:"providerStates"`
+}
+
+// serveMessage answers the verifier's request for a message with what the handler of its description
+// produces: the body as is, its metadata base64-encoded JSON in the Pact-Message-Metadata header, as
+// pact-go's own message proxy does. That proxy answers a description without a handler 404 and a
+// failing handler 503, and the verifier then only compares an empty message with the pact's (which an
+// empty expected message would pass); this endpoint fails the test instead, saying why, as serveState
+// does for states.
+func (p *liveProvider) serveMessage(w http.ResponseWriter, r *http.Request) {
+	var mr messageRequest
+	if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&mr); err != nil {
+		p.refuse(w, fmt.Sprintf("undecodable message request: %v", err))
+		return
+	}
+	handler, ok := p.messages[mr.Description]
+	if !ok {
+		p.refuse(w, fmt.Sprintf("no message handler for message %q", mr.Description))
+		return
+	}
+	body, metadata, err := handler(mr.States)
+	if err != nil {
+		p.refuse(w, fmt.Sprintf("message %q: %v", mr.Description, err))
+		return
+	}
+	raw, ok := body.([]byte)
+	if !ok {
+		if raw, err = json.Marshal(body); err != nil {
+			p.refuse(w, fmt.Sprintf("message %q: encode the body: %v", mr.Description, err))
+			return
+		}
+	}
+	md, err := json.Marshal(metadata)
+	if err != nil {
+		p.refuse(w, fmt.Sprintf("message %q: encode the metadata: %v", mr.Description, err))
+		return
+	}
+	contentType, _ := metadata["contentType"].(string)
+	if contentType == "" {
+		contentType = "application/json"
+	}
+	w.Header().Set("Pact-Message-Metadata", base64.StdEncoding.EncodeToString(md))
+	w.Header().Set("Content-Type", contentType)
+	_, _ = w.Write(raw)
+}
+
 func (p *liveProvider) refuse(w http.ResponseWriter, msg string) {
-	p.t.Errorf("provider state: %s", msg)
+	p.t.Errorf("%s", msg)
 	platform.WriteJSON(w, http.StatusInternalServerError, map[string]any{"error": msg})
 }
 
@@ -199,13 +253,19 @@ func (p *liveProvider) verifyRequest(t *testing.T, r run, name string) provider.
 	return req
 }
 
-// baseRequest verifies provider name against p, with p's state endpoint; the caller adds the pacts.
+// baseRequest verifies provider name against p, with p's state endpoint, and its message endpoint
+// when it has message handlers; the caller adds the pacts.
 func (p *liveProvider) baseRequest(name string) provider.VerifyRequest {
+	var transports []provider.Transport
+	if p.messages != nil {
+		transports = append(transports, provider.Transport{Protocol: "message", Scheme: "http", Path: "/",
+			Port: uint16(p.message.Listener.Addr().(*net.TCPAddr).Port)})
+	}
 	return provider.VerifyRequest{
 		Provider:               name,
 		ProviderBaseURL:        p.api.URL,
+		Transports:             transports,
 		ProviderStatesSetupURL: p.setup.URL,
-		MessageHandlers:        p.messages,
 		FailIfNoPactsFound:     true,
 		DisableColoredOutput:   true,
 		// Per request and per state change; generous, so a loaded machine is not a failed contract.
