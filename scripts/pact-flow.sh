@@ -2,13 +2,16 @@
 # The contract CI flow of docs/contracts.md, step by step:
 #   1. broker       start the embedded broker (contracts/broker/cmd/broker on 127.0.0.1, temp DB, random
 #                   token), unless PACT_BROKER_BASE_URL (and PACT_BROKER_TOKEN) name a broker to use
-#   2. consumers    consumer tests write contracts/pacts/<consumer>-<provider>.json
+#   2. consumers    consumer tests write contracts/pacts/<consumer>-<provider>.json: the HTTP pacts and
+#                   the message pact notifications-orders (the order events)
 #   3. publish      pact broker publish, consumer version = git sha, branch = git branch
 #   4. verify       provider tests verify the pacts the broker selects (mainBranch, matchingBranch,
-#                   deployedOrReleased) against the real providers and publish the results
+#                   deployedOrReleased) against the real providers and publish the results; orders
+#                   verifies the gateway's HTTP pact and notifications' message pact in one run
 #   5. deploy       per pacticipant, providers first: pact broker can-i-deploy, then record-deployment
-#   6. negative     a catalog that renames price_cents fails verification (results published as
-#                   <version>-broken) and can-i-deploy must answer no for it
+#   6. negative     a catalog that renames price_cents, and an orders whose events rename total_cents,
+#                   fail verification (results published as <version>-broken) and can-i-deploy must
+#                   answer no for each
 # Environment: PACT_BROKER_BASE_URL, PACT_BROKER_TOKEN (or PACT_BROKER_USERNAME/PASSWORD), PACT_VERSION
 # (default: git sha), PACT_BRANCH (default: git branch, "main" when detached), PACT_ENVIRONMENT (default
 # production), PACT_FLOW_NEGATIVE=false to leave out step 6 (e.g. against a shared broker), GO.
@@ -30,7 +33,7 @@ branch="${PACT_BRANCH:-$(git rev-parse --abbrev-ref HEAD)}"
 environment="${PACT_ENVIRONMENT:-production}"
 negative="${PACT_FLOW_NEGATIVE:-true}"
 # Providers before their consumers: a consumer may only be deployed where its providers already are.
-pacticipants=(catalog payments orders gateway)
+pacticipants=(catalog payments orders notifications gateway)
 
 started=$SECONDS
 step() { printf '\n==> [%3ds] %s\n' "$((SECONDS - started))" "$*"; }
@@ -98,28 +101,36 @@ for p in "${pacticipants[@]}"; do
 done
 
 if [ "$negative" = true ]; then
-	step "negative: a catalog that renames price_cents must fail verification"
-	run env CONTRACTS_SOURCE=broker CONTRACTS_PROVIDER_VERSION="$version" CONTRACTS_PROVIDER_BRANCH="$branch" \
-		"$GO" test -tags pact -count=1 -v -run '^TestBrokenProviderFailsVerification$' ./contracts/
-
-	step "negative: can-i-deploy must answer no for catalog $version-broken"
-	set +e
-	run "$pact" broker can-i-deploy --pacticipant catalog --version "$version-broken" --to-environment "$environment"
-	status=$?
-	set -e
-	if [ "$status" -eq 0 ]; then
-		echo "pact-flow: can-i-deploy allowed a catalog that breaks the gateway's contract" >&2
-		exit 1
-	fi
+	# refuses PACTICIPANT CONSUMER: can-i-deploy must answer no for PACTICIPANT $version-broken, and the
 	# "no" must come from the published failure, not from a result that never arrived (the verifier only
-	# logs a failed publication): the gateway's pact must show a failed verification of that version.
-	if ! "$pact" broker can-i-deploy --pacticipant catalog --version "$version-broken" --to-environment "$environment" \
-		--output json | jq -e '.summary.failed >= 1 and any(.matrix[];
-			.consumer.name == "gateway" and .verificationResult.success == false)' >/dev/null; then
-		echo "pact-flow: no failed verification of catalog $version-broken by the gateway's pact was published" >&2
-		exit 1
-	fi
-	echo "can-i-deploy refused catalog $version-broken (exit $status): the gateway's pact failed verification, as it must"
+	# logs a failed publication): CONSUMER's pact must show a failed verification of that version.
+	refuses() {
+		local status
+		set +e
+		run "$pact" broker can-i-deploy --pacticipant "$1" --version "$version-broken" --to-environment "$environment"
+		status=$?
+		set -e
+		if [ "$status" -eq 0 ]; then
+			echo "pact-flow: can-i-deploy allowed a $1 that breaks the $2 contract" >&2
+			exit 1
+		fi
+		if ! "$pact" broker can-i-deploy --pacticipant "$1" --version "$version-broken" --to-environment "$environment" \
+			--output json | jq -e --arg consumer "$2" '.summary.failed >= 1 and any(.matrix[];
+				.consumer.name == $consumer and .verificationResult.success == false)' >/dev/null; then
+			echo "pact-flow: no failed verification of $1 $version-broken by the $2 pact was published" >&2
+			exit 1
+		fi
+		echo "can-i-deploy refused $1 $version-broken (exit $status): the $2 pact failed verification, as it must"
+	}
+
+	step "negative: a catalog that renames price_cents and an orders whose events rename total_cents must fail verification"
+	run env CONTRACTS_SOURCE=broker CONTRACTS_PROVIDER_VERSION="$version" CONTRACTS_PROVIDER_BRANCH="$branch" \
+		"$GO" test -tags pact -count=1 -v \
+		-run '^(TestBrokenProviderFailsVerification|TestBrokenEventProducerFailsVerification)$' ./contracts/
+
+	step "negative: can-i-deploy must answer no for catalog $version-broken and orders $version-broken"
+	refuses catalog gateway
+	refuses orders notifications
 else
 	step "negative: left out (PACT_FLOW_NEGATIVE=$negative)"
 fi
