@@ -8,11 +8,16 @@
 // dials the services directly, never through a proxy, so a fault on a link does not blind the
 // measurement of it. LAB_OBSERVE lists the services: catalog=http://catalog:8081,…
 //
+// The API is also the lab's trace collector (package tracestore): the services export their spans to
+// POST /v1/traces (OTLP/HTTP) and the harness reads a trace back with GET /traces/{traceid}.
+// LAB_TRACE_MAX_TRACES bounds how many traces it keeps (default 4096, the oldest go first).
+//
 //	toxiproxy [-host 0.0.0.0] [-port 8474]
 //	toxiproxy healthcheck http://127.0.0.1:8474/version
 package main
 
 import (
+	"cmp"
 	"context"
 	"flag"
 	"fmt"
@@ -22,6 +27,7 @@ import (
 	"net/url"
 	"os"
 	"os/signal"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -31,6 +37,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/resilience-lab/lab/scenarios/lab/toxiproxy/httpfault"
+	"github.com/resilience-lab/lab/scenarios/lab/toxiproxy/tracestore"
 	"github.com/resilience-lab/lab/services/platform"
 )
 
@@ -59,6 +66,12 @@ func main() {
 		os.Exit(2)
 	}
 
+	maxTraces, err := strconv.Atoi(cmp.Or(os.Getenv("LAB_TRACE_MAX_TRACES"), "0"))
+	if err != nil || maxTraces < 0 {
+		fmt.Fprintf(os.Stderr, "LAB_TRACE_MAX_TRACES=%q: want a count of traces\n", os.Getenv("LAB_TRACE_MAX_TRACES"))
+		os.Exit(2)
+	}
+
 	httpfault.Register()
 	server := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), logger)
 	if *config != "" {
@@ -77,6 +90,7 @@ func main() {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /observe/{service}/{path...}", observeHandler(observed))
+	tracestore.New(tracestore.Options{MaxTraces: maxTraces}).Register(mux)
 	mux.Handle("/", server.Routes())
 	srv := &http.Server{Addr: net.JoinHostPort(*host, *port), Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	errc := make(chan error, 1)
