@@ -57,12 +57,13 @@ binaries: ## Build static linux binaries of every service into bin/
 	@CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/nats-server ./events/cmd/nats-server
 	@CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/toxiproxy ./scenarios/lab/toxiproxy/cmd/toxiproxy
 	@CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/broker ./contracts/broker/cmd/broker
+	@CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags='-s -w' -o $(BIN)/etcd ./discovery/cmd/etcd
 	@echo "binaries in $(BIN): $(IMAGES)"
 
-IMAGES      = $(SERVICES) nats-server toxiproxy broker
+IMAGES      = $(SERVICES) nats-server toxiproxy broker etcd
 
 .PHONY: images
-images: binaries docker-engine ## Build the FROM-scratch image of every service, NATS, Toxiproxy and the broker (nothing is pulled)
+images: binaries docker-engine ## Build the FROM-scratch image of every service, NATS, Toxiproxy, the broker and etcd (nothing is pulled)
 	@for s in $(IMAGES); do \
 	  DOCKER_BUILDKIT=0 docker build -q -f deploy/docker/Dockerfile --build-arg BINARY=$$s \
 	    --label $(LABEL) -t reslab/$$s:$(IMAGE_TAG) . >/dev/null; \
@@ -82,7 +83,7 @@ demo: images ## Start the shop as containers, walk one customer through the gate
 	$(GO) run ./scenarios/cmd/demo -gateway http://127.0.0.1:8080 -wait 60s
 
 .PHONY: stack-up
-stack-up: images ## Start the shop stack (Toxiproxy on every link, NATS, broker) and wait until it is healthy
+stack-up: images ## Start the shop stack (catalog and payments ×2, etcd, Toxiproxy on every link and replica, NATS, broker) and wait until it is healthy
 	$(COMPOSE) up -d --no-build --remove-orphans
 	@for i in $$(seq 120); do \
 	  states=$$(docker inspect -f '{{.State.Health.Status}}' $$($(COMPOSE) ps -q) | sort -u | xargs); \

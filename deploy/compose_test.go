@@ -1,6 +1,8 @@
 package deploy_test
 
 import (
+	"encoding/json"
+	"fmt"
 	"net/url"
 	"regexp"
 	"slices"
@@ -9,7 +11,10 @@ import (
 
 	"sigs.k8s.io/yaml"
 
+	"github.com/resilience-lab/lab/discovery"
+	"github.com/resilience-lab/lab/resilience"
 	"github.com/resilience-lab/lab/scenarios/lab"
+	"github.com/resilience-lab/lab/services/platform"
 )
 
 // composeFile is the part of a compose file the invariants look at (`docker-compose config` checks the
@@ -33,6 +38,9 @@ type composeService struct {
 	DependsOn map[string]struct {
 		Condition string `json:"condition"`
 	} `json:"depends_on"`
+	Networks map[string]struct {
+		Aliases []string `json:"aliases"`
+	} `json:"networks"`
 }
 
 // published is every port the stack may publish on the host (container port = host port).
@@ -63,14 +71,14 @@ func readCompose(t *testing.T) composeFile {
 
 func TestComposeServices(t *testing.T) {
 	c := readCompose(t)
-	for _, want := range []string{"toxiproxy", "catalog", "payments", "orders", "gateway", "broker"} {
+	for _, want := range []string{"toxiproxy", "catalog-1", "catalog-2", "payments-1", "payments-2", "orders", "gateway", "broker", "etcd"} {
 		if _, ok := c.Services[want]; !ok {
 			t.Errorf("compose.yaml has no %s", want)
 		}
 	}
 	for name, svc := range c.Services {
 		t.Run(name, func(t *testing.T) {
-			prog, ok := programs[name]
+			_, prog, ok := programOf(name)
 			if !ok {
 				t.Fatalf("%s is no program of the lab (programs_test.go lists them)", name)
 			}
@@ -156,9 +164,8 @@ func TestComposeLinksThroughToxiproxy(t *testing.T) {
 	if !slices.Contains(tp.Volumes, "./toxiproxy/proxies.json:"+configPath+":ro") {
 		t.Errorf("toxiproxy volumes %v: want ./toxiproxy/proxies.json mounted read-only at %s", tp.Volumes, configPath)
 	}
-	proxies := readProxies(t, readFile(t, "toxiproxy/proxies.json"))
-	last := lab.Links[len(lab.Links)-1].Name
-	if want := "/proxies/" + last; programs["toxiproxy"].readiness != want {
+	proxies, order := readComposeProxies(t)
+	if want := "/proxies/" + order[len(order)-1]; programs["toxiproxy"].readiness != want {
 		t.Errorf("toxiproxy is ready on %s, want %s (the last proxy of the file)", programs["toxiproxy"].readiness, want)
 	}
 
@@ -177,10 +184,189 @@ func TestComposeLinksThroughToxiproxy(t *testing.T) {
 		if want := proxyPort(t, proxies[l.Name]); host != "toxiproxy" || port != want {
 			t.Errorf("link %s: %s=%s, want http://toxiproxy:%d (its proxy)", l.Name, name, raw, want)
 		}
-		for _, dep := range []string{"toxiproxy", l.Callee} {
+		instances := instancesOf(c, l.Callee)
+		if len(instances) == 0 {
+			t.Fatalf("link %s: no service runs %s", l.Name, l.Callee)
+		}
+		for _, dep := range append([]string{"toxiproxy"}, instances...) {
 			if caller.DependsOn[dep].Condition != "service_healthy" {
 				t.Errorf("link %s: %s must wait for %s to be healthy (depends_on condition service_healthy)", l.Name, l.Caller, dep)
 			}
 		}
+		// The link's proxy forwards to the callee's name: the service itself or an alias every replica has.
+		for _, inst := range instances {
+			if inst != l.Callee && !slices.Contains(c.Services[inst].Networks["default"].Aliases, l.Callee) {
+				t.Errorf("link %s: its proxy forwards to %s, but replica %s has no alias %s", l.Name, proxies[l.Name].Upstream, inst, l.Callee)
+			}
+		}
 	}
+}
+
+// registry is the etcd every registering or discovering service of the stack uses.
+const registry = "http://etcd:2379"
+
+// replicated are the programs the stack runs more than one replica of (issue 9: one replica can be
+// degraded alone while the other serves).
+var replicated = []string{"catalog", "payments"}
+
+// TestComposeReplicas: catalog and payments run two replicas each over one database, every shop service
+// that is called registers in etcd under its own URL, and every discovering caller dials each instance
+// through a proxy of its own for that link, so a fault on one replica's proxy leaves the other alone.
+func TestComposeReplicas(t *testing.T) {
+	c := readCompose(t)
+	proxies, _ := readComposeProxies(t)
+	if _, ok := c.Services["etcd"]; !ok {
+		t.Fatalf("compose.yaml has no etcd, the registry")
+	}
+	for name, svc := range c.Services {
+		if ep, ok := svc.Environment["REGISTRY_ENDPOINTS"]; ok {
+			if ep != registry {
+				t.Errorf("%s: REGISTRY_ENDPOINTS=%s, want %s", name, ep, registry)
+			}
+			if svc.DependsOn["etcd"].Condition != "service_healthy" {
+				t.Errorf("%s uses the registry but does not wait for etcd to be healthy", name)
+			}
+		}
+	}
+
+	for _, prog := range replicated {
+		instances := instancesOf(c, prog)
+		if len(instances) < 2 {
+			t.Errorf("%s runs as %v, want at least two replicas", prog, instances)
+			continue
+		}
+		first := c.Services[instances[0]]
+		for _, inst := range instances {
+			svc := c.Services[inst]
+			// Replicas differ only in who they are: one database, one configuration.
+			for k, v := range first.Environment {
+				if k != "SERVICE_INSTANCE_ID" && k != "SERVICE_ADVERTISE_URL" && svc.Environment[k] != v {
+					t.Errorf("%s: %s=%q, but %s has %q: replicas share one configuration", inst, k, svc.Environment[k], instances[0], v)
+				}
+			}
+			if !slices.Equal(svc.Volumes, first.Volumes) {
+				t.Errorf("%s: volumes %v, %s has %v: replicas share their service's database", inst, svc.Volumes, instances[0], first.Volumes)
+			}
+		}
+	}
+
+	// Every instance of a called service registers under its own name and port.
+	for _, l := range lab.Links {
+		for _, inst := range instancesOf(c, l.Callee) {
+			env := c.Services[inst].Environment
+			if env["REGISTRY_ENDPOINTS"] != registry {
+				t.Errorf("%s: does not register (REGISTRY_ENDPOINTS=%q): its callers would not find it", inst, env["REGISTRY_ENDPOINTS"])
+			}
+			if want := instanceURL(inst, l.Callee); env["SERVICE_ADVERTISE_URL"] != want {
+				t.Errorf("%s: SERVICE_ADVERTISE_URL=%q, want %s", inst, env["SERVICE_ADVERTISE_URL"], want)
+			}
+			if env["SERVICE_INSTANCE_ID"] != inst {
+				t.Errorf("%s: SERVICE_INSTANCE_ID=%q, want %s (unique in the registry)", inst, env["SERVICE_INSTANCE_ID"], inst)
+			}
+		}
+	}
+
+	// Each discovering caller maps every registered instance of each callee to the instance's own proxy
+	// of that link; an unmapped instance would be dialled directly, past every fault.
+	used := map[string]string{} // proxy name → link
+	for _, l := range lab.Links {
+		caller := c.Services[l.Caller]
+		if caller.Environment["REGISTRY_ENDPOINTS"] == "" {
+			t.Errorf("link %s: %s does not discover %s (no REGISTRY_ENDPOINTS)", l.Name, l.Caller, l.Callee)
+			continue
+		}
+		env := platform.EnvFrom(caller.Environment)
+		mapped := discovery.BalancerConfigFromEnv(env, l.Name).Proxies
+		if err := env.Err(); err != nil {
+			t.Errorf("link %s: %v", l.Name, err)
+		}
+		instances := instancesOf(c, l.Callee)
+		for _, inst := range instances {
+			registered := instanceURL(inst, l.Callee)
+			dialled, ok := mapped[registered]
+			if !ok {
+				t.Errorf("link %s: %s has no proxy for %s in %sINSTANCE_PROXIES", l.Name, l.Caller, registered, resilience.EnvPrefix(l.Name))
+				continue
+			}
+			host, port := hostPort(t, "INSTANCE_PROXIES", dialled)
+			p, found := proxyOnPort(proxies, port)
+			wantName := l.Name
+			if inst != l.Callee {
+				wantName = l.Name + strings.TrimPrefix(inst, l.Callee) // gateway-catalog-1
+			}
+			switch {
+			case host != "toxiproxy" || !found:
+				t.Errorf("link %s: %s is dialled at %s, no proxy of the stack", l.Name, registered, dialled)
+			case p.Name != wantName:
+				t.Errorf("link %s: %s is dialled through proxy %s, want %s", l.Name, registered, p.Name, wantName)
+			case p.Upstream != strings.TrimPrefix(registered, "http://"):
+				t.Errorf("link %s: proxy %s forwards to %s, want %s", l.Name, p.Name, p.Upstream, strings.TrimPrefix(registered, "http://"))
+			}
+			used[p.Name] = l.Name
+		}
+		if len(mapped) != len(instances) {
+			t.Errorf("link %s: %d instance proxies for %d instances (%v): one each", l.Name, len(mapped), len(instances), mapped)
+		}
+	}
+	for name := range proxies {
+		if _, isLink := lab.LinkByName(name); !isLink && used[name] == "" {
+			t.Errorf("proxy %s is neither a link's nor an instance's any caller dials", name)
+		}
+	}
+
+	// The relay reaches every instance by its own name, so each replica's metrics can be read.
+	observe := map[string]string{}
+	for _, pair := range strings.Split(c.Services["toxiproxy"].Environment["LAB_OBSERVE"], ",") {
+		name, u, _ := strings.Cut(pair, "=")
+		observe[name] = u
+	}
+	for _, prog := range []string{"catalog", "payments", "orders", "gateway"} {
+		for _, inst := range instancesOf(c, prog) {
+			if want := instanceURL(inst, prog); observe[inst] != want {
+				t.Errorf("LAB_OBSERVE has %s=%q, want %s", inst, observe[inst], want)
+			}
+		}
+	}
+}
+
+// readComposeProxies reads the compose stack's Toxiproxy file: its proxies by name and in file order.
+func readComposeProxies(t *testing.T) (map[string]proxy, []string) {
+	t.Helper()
+	data := readFile(t, "toxiproxy/proxies.json")
+	var list []proxy
+	if err := json.Unmarshal(data, &list); err != nil || len(list) == 0 {
+		t.Fatalf("toxiproxy/proxies.json: %v (%d proxies)", err, len(list))
+	}
+	order := make([]string, len(list))
+	for i, p := range list {
+		order[i] = p.Name
+	}
+	return readProxies(t, data), order
+}
+
+// instancesOf returns the compose services that run program, sorted: the program's own service or its
+// replicas.
+func instancesOf(c composeFile, prog string) []string {
+	var out []string
+	for name := range c.Services {
+		if p, _, ok := programOf(name); ok && p == prog {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// instanceURL is the URL an instance is reached at inside the stack: its own name and its program's port.
+func instanceURL(instance, prog string) string {
+	return fmt.Sprintf("http://%s:%d", instance, lab.ServicePorts[prog])
+}
+
+func proxyOnPort(proxies map[string]proxy, port int) (proxy, bool) {
+	for _, p := range proxies {
+		if strings.HasSuffix(p.Listen, fmt.Sprintf(":%d", port)) {
+			return p, true
+		}
+	}
+	return proxy{}, false
 }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"reflect"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -50,6 +51,25 @@ var programs = map[string]program{
 	// NATS serves /healthz only: with js-enabled-only it checks the server, without it JetStream's state.
 	"nats": {binary: "nats-server", unread: sourceReader("../events/cmd/nats-server/main.go"),
 		liveness: "/healthz?js-enabled-only=true", readiness: "/healthz", stateful: true},
+	// etcd's /health answers once the member serves; it has no separate liveness path.
+	"etcd": {binary: "etcd", unread: sourceReader("../discovery/cmd/etcd/main.go"),
+		liveness: "/health", readiness: "/health", stateful: true},
+}
+
+// replicaName matches the compose service of one replica of a program: catalog-1, payments-2.
+var replicaName = regexp.MustCompile(`^([a-z]+)-([0-9]+)$`)
+
+// programOf returns the program a compose service runs: its own name's, or, for a replica
+// (catalog-1), its program's (catalog).
+func programOf(service string) (string, program, bool) {
+	if p, ok := programs[service]; ok {
+		return service, p, true
+	}
+	if m := replicaName.FindStringSubmatch(service); m != nil {
+		p, ok := programs[m[1]]
+		return m[1], p, ok
+	}
+	return "", program{}, false
 }
 
 // runtimeEnv are read by the Go runtime of every program.
@@ -144,7 +164,8 @@ type proxy struct {
 
 // readProxies strictly decodes a Toxiproxy config file and checks it against the lab's links: one
 // enabled proxy per link, named after it, on the link's port, forwarding to the callee's port. It
-// returns the proxies by name.
+// returns the proxies by name; what else a file may hold (the compose stack's replica proxies) is the
+// caller's to check.
 func readProxies(t *testing.T, data []byte) map[string]proxy {
 	t.Helper()
 	dec := json.NewDecoder(strings.NewReader(string(data)))
@@ -175,9 +196,6 @@ func readProxies(t *testing.T, data []byte) map[string]proxy {
 		if !p.Enabled {
 			t.Errorf("proxy %s starts disabled", l.Name)
 		}
-	}
-	if len(byName) != len(lab.Links) {
-		t.Errorf("%d proxies for %d links: every proxy must be a link of the lab", len(byName), len(lab.Links))
 	}
 	return byName
 }
