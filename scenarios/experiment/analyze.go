@@ -10,6 +10,7 @@ import (
 
 	"github.com/resilience-lab/lab/loadtest"
 	"github.com/resilience-lab/lab/scenarios/fault"
+	"github.com/resilience-lab/lab/scenarios/lab/toxiproxy/tracestore"
 	"github.com/resilience-lab/lab/scenarios/measure"
 )
 
@@ -40,6 +41,15 @@ type Second struct {
 	// Backlog is the most outbox rows waiting for the broker at a scrape in this second (catalog,
 	// payments and orders together; NaN: not scraped).
 	Backlog Num `json:"outbox_backlog"`
+	// Slowest is the slowest request due in this second over every stream, with its trace id (nil:
+	// none sent).
+	Slowest *Slowest `json:"slowest,omitempty"`
+}
+
+// Slowest is a second's slowest request and the stream that sent it.
+type Slowest struct {
+	Stream string `json:"stream"`
+	loadtest.SlowRequest
 }
 
 // StreamSecond is one stream's second.
@@ -75,6 +85,9 @@ func combine(streams map[string]*loadtest.Result, seconds int) []Second {
 				rate = math.NaN()
 			}
 			o.Streams[name] = StreamSecond{Success: Num(rate), P99: s.Latency.P99, OK: s.OK, Sent: s.Sent}
+			if s.Slowest != nil && (o.Slowest == nil || s.Slowest.LatencyMs > o.Slowest.LatencyMs) {
+				o.Slowest = &Slowest{Stream: name, SlowRequest: *s.Slowest}
+			}
 		}
 	}
 	for i := range out {
@@ -394,4 +407,145 @@ func (n *Num) UnmarshalJSON(b []byte) error {
 	f, err := strconv.ParseFloat(string(b), 64)
 	*n = Num(f)
 	return err
+}
+
+// slowSeconds are the n seconds of [from, to) whose slowest request was slowest (all seconds when that
+// window has none), slowest first.
+func slowSeconds(secs []Second, from, to, n int) []Second {
+	pick := func(from, to int) []Second {
+		var out []Second
+		for i := max(from, 0); i < min(to, len(secs)); i++ {
+			if secs[i].Slowest != nil {
+				out = append(out, secs[i])
+			}
+		}
+		return out
+	}
+	out := pick(from, to)
+	if len(out) == 0 {
+		out = pick(0, len(secs))
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Slowest.LatencyMs > out[j].Slowest.LatencyMs })
+	return out[:min(n, len(out))]
+}
+
+// Hop is one step of a traced request: a service's handling of it (a server span), a call over a link
+// with its policies (the link's span, its HTTP attempts folded in), or other work (a consumer's).
+type Hop struct {
+	Depth      int     `json:"depth"`
+	Service    string  `json:"service"`
+	Name       string  `json:"name"`
+	DurationMs float64 `json:"duration_ms"`
+	Error      bool    `json:"error,omitempty"`
+	// Status is the HTTP status a server span answered, or a failed call's outcome.
+	Status string `json:"status,omitempty"`
+	// Attempts are a link call's HTTP attempts, each as its status ("503", "200", "error").
+	Attempts []string `json:"attempts,omitempty"`
+	// Events are the policy decisions and errors recorded on the span, with their counts.
+	Events []string `json:"events,omitempty"`
+	// Critical marks the hops on the critical path: from the root, each time the longest child.
+	Critical bool `json:"critical,omitempty"`
+}
+
+// hops turns a trace into its hops, depth first in start order. The root is the span whose parent is
+// not in the trace (the load driver's span is never exported); HTTP client spans are folded into their
+// link's hop as attempts, and the callee's server span of each attempt hangs under the link.
+func hops(t *tracestore.Trace) []Hop {
+	byID := map[string]*tracestore.Span{}
+	for i := range t.Spans {
+		byID[t.Spans[i].SpanID] = &t.Spans[i]
+	}
+	children := map[string][]*tracestore.Span{}
+	var roots []*tracestore.Span
+	for i := range t.Spans {
+		sp := &t.Spans[i]
+		if _, ok := byID[sp.ParentID]; ok && sp.ParentID != sp.SpanID {
+			children[sp.ParentID] = append(children[sp.ParentID], sp)
+		} else {
+			roots = append(roots, sp) // spans arrive sorted by start
+		}
+	}
+	// kids are a span's children with the client spans replaced by their own children.
+	kids := func(sp *tracestore.Span) (out []*tracestore.Span, attempts []string) {
+		for _, c := range children[sp.SpanID] {
+			if c.Kind == "client" {
+				attempts = append(attempts, attemptStatus(c))
+				out = append(out, children[c.SpanID]...)
+				continue
+			}
+			out = append(out, c)
+		}
+		sort.SliceStable(out, func(i, j int) bool { return out[i].Start.Before(out[j].Start) })
+		return out, attempts
+	}
+	var out []Hop
+	seen := map[string]bool{}
+	var walk func(sp *tracestore.Span, depth int, critical bool)
+	walk = func(sp *tracestore.Span, depth int, critical bool) {
+		if seen[sp.SpanID] { // a malformed trace must not loop
+			return
+		}
+		seen[sp.SpanID] = true
+		cs, attempts := kids(sp)
+		h := Hop{Depth: depth, Service: sp.Service, Name: sp.Name, DurationMs: sp.DurationMs, Error: sp.Status == "error",
+			Events: eventCounts(sp.Events), Critical: critical}
+		if link, ok := sp.Attributes["resilience.link"].(string); ok {
+			caller, callee, _ := strings.Cut(link, "-")
+			h.Name = caller + "→" + callee
+			if op, ok := sp.Attributes["resilience.operation"].(string); ok {
+				h.Name += " " + op
+			}
+			h.Attempts = attempts
+			if o, ok := sp.Attributes["resilience.outcome"].(string); ok && o != "success" {
+				h.Status = o
+			}
+		} else if code, ok := sp.Attributes["http.response.status_code"].(float64); ok {
+			h.Status = strconv.Itoa(int(code))
+		}
+		out = append(out, h)
+		longest := -1
+		for i, c := range cs {
+			if longest < 0 || c.DurationMs > cs[longest].DurationMs {
+				longest = i
+			}
+		}
+		for i, c := range cs {
+			walk(c, depth+1, critical && i == longest)
+		}
+	}
+	for i, r := range roots {
+		walk(r, 0, i == 0)
+	}
+	return out
+}
+
+func attemptStatus(client *tracestore.Span) string {
+	if code, ok := client.Attributes["http.response.status_code"].(float64); ok {
+		return strconv.Itoa(int(code))
+	}
+	if client.Status == "error" {
+		return "error"
+	}
+	return "?"
+}
+
+// eventCounts names a span's events with their counts: "retry.retry ×2", "breaker.rejection".
+func eventCounts(events []tracestore.Event) []string {
+	counts := map[string]int{}
+	var order []string
+	for _, e := range events {
+		if counts[e.Name] == 0 {
+			order = append(order, e.Name)
+		}
+		counts[e.Name]++
+	}
+	out := make([]string, 0, len(order))
+	for _, name := range order {
+		if n := counts[name]; n > 1 {
+			out = append(out, fmt.Sprintf("%s ×%d", name, n))
+		} else {
+			out = append(out, name)
+		}
+	}
+	return out
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/resilience-lab/lab/loadtest/plot"
@@ -223,6 +224,7 @@ func Markdown(r *Report) string {
 		}
 		fmt.Fprintf(&b, "| %s | %g | %s | %s |\n", c.Name, c.Weight, res, c.Got)
 	}
+	writeSlowTraces(&b, r)
 	if len(r.PolicyTotals) > 0 {
 		b.WriteString("\n## Policy activity\n\n| policy counter | total |\n| --- | --- |\n")
 		for _, k := range sortedKeys(r.PolicyTotals) {
@@ -352,3 +354,76 @@ table{border-collapse:collapse}td,th{border-bottom:1px solid #ddd;padding:4px 10
 <td>{{.TTD}}</td><td>{{.TTR}}</td><td>{{printf "%.0f" .WorstP99}} ms</td><td>{{.Lost}}</td></tr>
 {{end}}</table></body></html>
 `))
+
+// writeSlowTraces renders the cited traces: per second, the slowest request, then its critical path
+// hop by hop (the longest child at each step) and the hops off it.
+func writeSlowTraces(b *strings.Builder, r *Report) {
+	if len(r.SlowTraces) == 0 {
+		return
+	}
+	b.WriteString("\n## Slowest requests, by hop\n\nThe slowest request of each of the fault's slowest seconds, with its trace " +
+		"(from the lab's trace store; `curl <toxiproxy>/traces/<trace id>` for every span).\n\n")
+	for _, c := range r.SlowTraces {
+		s := c.Slowest
+		answer := s.Class
+		if s.Status != 0 {
+			answer = strconv.Itoa(s.Status)
+		}
+		fmt.Fprintf(b, "- **t=%d s** %s · %s `%s` %s %s → %s", c.T, fmtMs(s.LatencyMs), s.Stream, s.Kind, s.Method, s.Path, orDash(answer))
+		if s.TraceID != "" {
+			fmt.Fprintf(b, " · trace `%s`", s.TraceID)
+		}
+		if c.Missing != "" {
+			fmt.Fprintf(b, "\n  - trace missing: %s\n", c.Missing)
+			continue
+		}
+		fmt.Fprintf(b, " (%d spans)\n", c.Spans)
+		var path, off []string
+		for _, h := range c.Hops {
+			if h.Critical {
+				path = append(path, hopText(h))
+			} else if len(off) < maxOffPath {
+				off = append(off, hopText(h))
+			}
+		}
+		fmt.Fprintf(b, "  - %s\n", strings.Join(path, " → "))
+		if len(off) > 0 {
+			fmt.Fprintf(b, "  - also: %s\n", strings.Join(off, "; "))
+		}
+	}
+}
+
+// maxOffPath bounds the hops listed off a trace's critical path.
+const maxOffPath = 6
+
+// hopText is one hop in a line: "orders→payments charge 1.48 s (3 attempts: 503, 503, 200; retry.retry ×2)".
+func hopText(h Hop) string {
+	name := h.Name
+	if len(h.Attempts) == 0 && h.Service != "" && !strings.HasPrefix(name, h.Service) {
+		name = h.Service + " " + name
+	}
+	text := name + " " + fmtMs(h.DurationMs)
+	var notes []string
+	switch n := len(h.Attempts); {
+	case n > 1:
+		notes = append(notes, fmt.Sprintf("%d attempts: %s", n, strings.Join(h.Attempts, ", ")))
+	case n == 1 && h.Attempts[0] != "200" && h.Attempts[0] != "201":
+		notes = append(notes, "answered "+h.Attempts[0])
+	}
+	if h.Status != "" && (len(h.Attempts) > 0 || h.Error) {
+		notes = append(notes, h.Status)
+	}
+	notes = append(notes, h.Events...)
+	if len(notes) > 0 {
+		text += " (" + strings.Join(notes, "; ") + ")"
+	}
+	return text
+}
+
+// fmtMs formats a latency: "840 ms", "1.52 s".
+func fmtMs(ms float64) string {
+	if ms < 1000 {
+		return fmt.Sprintf("%.0f ms", ms)
+	}
+	return fmt.Sprintf("%.2f s", ms/1000)
+}

@@ -3,6 +3,7 @@ package experiment
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/resilience-lab/lab/loadtest"
 	"github.com/resilience-lab/lab/scenarios/fault"
+	"github.com/resilience-lab/lab/scenarios/lab/toxiproxy/tracestore"
 	"github.com/resilience-lab/lab/scenarios/measure"
 	"github.com/resilience-lab/lab/services/notifications"
 	"github.com/resilience-lab/lab/services/platform"
@@ -103,11 +105,83 @@ type Report struct {
 	// CalleeRate is Scenario.CalleeLoad\'s requests per second during the fault.
 	CalleeRate Num                        `json:"callee_rps"`
 	LoadTotals map[string]loadtest.Totals `json:"load_totals"`
-	Aborted    string                     `json:"aborted,omitempty"`
-	Checks     []Check                    `json:"checks"`
-	Score      float64                    `json:"score"`
-	Verdict    string                     `json:"verdict"` // pass or fail
-	Problems   []string                   `json:"problems,omitempty"`
+	// SlowTraces cite the traces of the fault's slowest seconds (SlowTraceSeconds of them), broken down
+	// by hop from the lab's trace store when the report was made.
+	SlowTraces []TraceCitation `json:"slow_traces,omitempty"`
+	Aborted    string          `json:"aborted,omitempty"`
+	Checks     []Check         `json:"checks"`
+	Score      float64         `json:"score"`
+	Verdict    string          `json:"verdict"` // pass or fail
+	Problems   []string        `json:"problems,omitempty"`
+}
+
+// TraceCitation is a second's slowest request and what its trace showed.
+type TraceCitation struct {
+	T       int     `json:"t"`
+	Slowest Slowest `json:"slowest"`
+	// Hops break the trace down (nil when it could not be read; Missing says why). Spans counts the
+	// spans the store held.
+	Hops    []Hop  `json:"hops,omitempty"`
+	Spans   int    `json:"spans,omitempty"`
+	Missing string `json:"missing,omitempty"`
+}
+
+// TraceReader is a Lab whose services' traces can be read back (lab.Stack, through its Toxiproxy's
+// trace store). Run cites traces only on such a lab.
+type TraceReader interface {
+	Trace(ctx context.Context, traceID string) (*tracestore.Trace, error)
+}
+
+// SlowTraceSeconds is how many of the fault's slowest seconds a report cites the trace of.
+const SlowTraceSeconds = 3
+
+// exportLag is how long after a request ended its spans may still be on their way to the store: the
+// services' batching exporters send every 5 s (the OTel SDK's default), plus a margin.
+const exportLag = 6 * time.Second
+
+// citeTraces reads the traces of the slowest requests of the fault's slowest seconds. A trace the
+// store does not hold (evicted, or its spans not exported) is cited as missing, never an error: the
+// report is about the run, the traces only illustrate it.
+func citeTraces(ctx context.Context, lab Lab, rep *Report) []TraceCitation {
+	onSec, offSec := faultSeconds(rep)
+	secs := slowSeconds(rep.Seconds, onSec, offSec, SlowTraceSeconds)
+	reader, ok := lab.(TraceReader)
+	out := make([]TraceCitation, 0, len(secs))
+	for _, s := range secs {
+		c := TraceCitation{T: s.T, Slowest: *s.Slowest}
+		switch {
+		case s.Slowest.TraceID == "":
+			c.Missing = "the request carried no trace id"
+		case !ok:
+			c.Missing = "the lab has no trace store"
+		default:
+			// The request ended by the end of its second plus its latency; its last spans reach the
+			// store within exportLag of that. Usually that time has long passed (the recovery phase,
+			// the accounting).
+			ended := rep.Started.Add(time.Duration(s.T+1)*time.Second + time.Duration(s.Slowest.LatencyMs*float64(time.Millisecond)))
+			c.Hops, c.Spans, c.Missing = readTrace(ctx, reader, s.Slowest.TraceID, ended.Add(exportLag))
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// readTrace fetches one trace once its spans have had time to arrive (readyAt).
+func readTrace(ctx context.Context, reader TraceReader, id string, readyAt time.Time) ([]Hop, int, string) {
+	if wait := time.Until(readyAt); wait > 0 {
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+		}
+	}
+	t, err := reader.Trace(ctx, id)
+	switch {
+	case errors.Is(err, tracestore.ErrNotFound) || (err == nil && len(t.Spans) == 0):
+		return nil, 0, "not in the trace store (evicted, or its spans were never exported)"
+	case err != nil:
+		return nil, 0, "trace store unreadable: " + err.Error()
+	}
+	return hops(t), len(t.Spans), ""
 }
 
 // Passed reports whether every check held and nothing went wrong.
@@ -195,6 +269,8 @@ func Run(ctx context.Context, lab Lab, sc Scenario, progress io.Writer) (*Report
 			MaxInFlight: 400,
 			Timeout:     sc.ClientTimeout,
 			Client:      client,
+			// Every request starts a sampled trace, so each second's slowest can be looked up by hop.
+			Trace: true,
 		}
 		if i == 0 {
 			opts.Actions = schedule.Actions()
@@ -282,6 +358,7 @@ func Run(ctx context.Context, lab Lab, sc Scenario, progress io.Writer) (*Report
 	}
 	// Expectations may read what was measured after the run: judge with everything known.
 	judge(rep, sc)
+	rep.SlowTraces = citeTraces(ctx, lab, rep)
 	return rep, nil
 }
 

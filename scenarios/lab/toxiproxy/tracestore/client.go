@@ -8,14 +8,19 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"time"
 )
 
 // ErrNotFound is Fetch's error for a trace the store does not hold: never received (the exporters
 // have not sent it yet, or its spans were not sampled), or evicted.
 var ErrNotFound = errors.New("trace not in the store")
 
-// Fetch reads trace id from the store served at baseURL (GET {baseURL}/traces/{id}).
+// Fetch reads trace id from the store served at baseURL (GET {baseURL}/traces/{id}) with hc; nil means
+// a client that gives up after 5 s (a report must not hang on a stuck store).
 func Fetch(ctx context.Context, hc *http.Client, baseURL, id string) (*Trace, error) {
+	if hc == nil {
+		hc = &http.Client{Timeout: 5 * time.Second}
+	}
 	u := strings.TrimSuffix(baseURL, "/") + "/traces/" + id
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
