@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"slices"
 	"sync"
@@ -37,7 +38,11 @@ func run(m *testing.M) int {
 	}
 	ctx := context.Background()
 	begin := time.Now()
-	stack, stackErr = lab.Start(ctx, StackConfig(Select(*only), os.Stderr))
+	// The shop's stack runs first, when -lab.only selects any of its scenarios; the replicated stack
+	// follows it (TestReplicatedScenarios).
+	if plain := Select(*only); len(plain) > 0 {
+		stack, stackErr = lab.Start(ctx, StackConfig(plain, os.Stderr))
+	}
 	if stack != nil {
 		defer func() {
 			if err := stack.Close(ctx); err != nil {
@@ -67,6 +72,8 @@ func needStack(t *testing.T) *lab.Stack {
 		t.Skipf("the chaos lab needs a Docker engine (run `make docker-engine`): %v", stackErr)
 	case stackErr != nil:
 		t.Fatalf("the lab's stack did not start: %v", stackErr)
+	case stack == nil:
+		t.Skipf("-lab.only=%q selects no scenario of the shop's stack, so it was not started", *only)
 	}
 	return stack
 }
@@ -119,12 +126,17 @@ func TestContainersAreHardened(t *testing.T) {
 func TestScenarios(t *testing.T) {
 	s := needStack(t)
 	defer s.CloseOnPanic()
+	runScenarios(t, s, Select(*only))
+}
+
+// runScenarios runs scs on s one after the other, each a subtest judged by its report.
+func runScenarios(t *testing.T, s *lab.Stack, scs []experiment.Scenario) {
 	dir, err := ResultsDir()
 	if err != nil {
 		t.Fatal(err)
 	}
 	runner := &Runner{Stack: s, Dir: dir, Progress: os.Stderr}
-	for _, sc := range Select(*only) {
+	for _, sc := range scs {
 		t.Run(sc.ID+"/"+sc.Variant, func(t *testing.T) {
 			defer s.CloseOnPanic()
 			rep, err := runner.Run(context.Background(), sc)
@@ -149,5 +161,71 @@ func TestScenarios(t *testing.T) {
 			}
 			t.Logf("score %.1f, TTD %s, TTR %s, report %s/%s.html", rep.Score, experiment.Seconds(rep.TTD), experiment.Seconds(rep.TTR), dir, rep.FileBase())
 		})
+	}
+}
+
+// TestReplicatedScenarios runs the discovery pairs on the replicated stack (registry, two replicas of
+// catalog and payments), started once the shop's stack is gone so the two never share the machine. It
+// first checks the stack: every caller discovers both replicas of each service, and the replicas of
+// catalog, which started together on one database, serve the same catalog.
+func TestReplicatedScenarios(t *testing.T) {
+	scs := SelectReplicated(*only)
+	if len(scs) == 0 {
+		t.Skipf("-lab.only=%q selects no scenario of the replicated stack", *only)
+	}
+	if testing.Short() {
+		t.Skip("the chaos lab needs Docker and minutes: skipped with -short")
+	}
+	ctx := context.Background()
+	if stack != nil {
+		if err := stack.Close(ctx); err != nil {
+			t.Logf("closing the shop's stack: %v", err)
+		}
+	}
+	begin := time.Now()
+	rs, err := lab.Start(ctx, StackConfig(scs, os.Stderr))
+	switch {
+	case errors.Is(err, lab.ErrNoDocker) && os.Getenv("CI") != "true":
+		t.Skipf("the chaos lab needs a Docker engine (run `make docker-engine`): %v", err)
+	case err != nil:
+		t.Fatalf("the replicated stack did not start: %v", err)
+	}
+	defer func() {
+		if err := rs.Close(ctx); err != nil {
+			t.Logf("lab: %v", err)
+		}
+		t.Logf("replicated stack and its %d scenario runs: %.0f s", len(scs), time.Since(begin).Seconds())
+	}()
+	defer rs.CloseOnPanic()
+	checkReplicas(t, rs)
+	runScenarios(t, rs, scs)
+}
+
+// checkReplicas checks the replicated stack before any scenario: gateway's balancers know both
+// replicas of catalog and payments (each registered itself in etcd, and gateway found them there),
+// read from the per-instance series its /metrics lists for every instance it knows.
+func checkReplicas(t *testing.T, s *lab.Stack) {
+	t.Helper()
+	resp, err := http.Get(s.ObserveURL("gateway", "metrics"))
+	if err != nil {
+		t.Fatalf("gateway's metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	vals, err := experiment.ParseInstanceMetrics("gateway", resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string][]string{}
+	for k := range vals {
+		if k.Metric == "discovery_instance_requests_total" && k.Outcome == "success" {
+			known[k.Downstream] = append(known[k.Downstream], experiment.InstanceName(k.Instance))
+		}
+	}
+	want := map[string][]string{"gateway-catalog": {"catalog-1", "catalog-2"}, "gateway-payments": {"payments-1", "payments-2"}, "gateway-orders": {"orders"}}
+	for link, w := range want {
+		got := slices.Sorted(slices.Values(known[link]))
+		if !slices.Equal(got, w) {
+			t.Errorf("gateway's %s balancer knows %v, want %v", link, got, w)
+		}
 	}
 }

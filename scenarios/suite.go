@@ -1,14 +1,17 @@
 package scenarios
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
 	"maps"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/resilience-lab/lab/loadtest/plot"
 	"github.com/resilience-lab/lab/scenarios/experiment"
 	"github.com/resilience-lab/lab/scenarios/lab"
 )
@@ -50,10 +53,17 @@ func envEqual(a, b map[string]map[string]string) bool {
 	return true
 }
 
-// Select returns the scenarios of Ordered(All()) whose id contains only ("" selects every one).
-func Select(only string) []experiment.Scenario {
+// Select returns the scenarios of Ordered(All()) whose id contains only ("" selects every one): the
+// ones that run on the shop's stack of one container per service.
+func Select(only string) []experiment.Scenario { return selectFrom(All(), only) }
+
+// SelectReplicated returns the scenarios of Ordered(Replicated()) whose id contains only: the ones that
+// run on the replicated stack (lab.Config.Replicas), started after the others.
+func SelectReplicated(only string) []experiment.Scenario { return selectFrom(Replicated(), only) }
+
+func selectFrom(pairs []Pair, only string) []experiment.Scenario {
 	var out []experiment.Scenario
-	for _, sc := range Ordered(All()) {
+	for _, sc := range Ordered(pairs) {
 		if strings.Contains(sc.ID, only) {
 			out = append(out, sc)
 		}
@@ -62,11 +72,12 @@ func Select(only string) []experiment.Scenario {
 }
 
 // StackConfig is the stack to start for scenarios: it already runs the first one's configuration, so
-// that one needs no service recreated.
+// that one needs no service recreated, in the topology they need.
 func StackConfig(scs []experiment.Scenario, progress io.Writer) lab.Config {
 	cfg := lab.Config{Progress: progress}
 	if len(scs) > 0 {
 		cfg.Env = scs[0].Env
+		cfg.Replicas = scs[0].Replicas
 	}
 	return cfg
 }
@@ -106,6 +117,18 @@ func (r *Runner) Run(ctx context.Context, sc experiment.Scenario) (*experiment.R
 		}
 	}
 	defer func() { r.lastEnd = time.Now() }()
+	if sc.Probe != nil {
+		// The probe samples the run only: the stack is configured and reset first (Run then finds
+		// nothing to change), so it does not poll services being recreated.
+		if err := r.Stack.Reconfigure(ctx, sc.Env); err != nil {
+			return nil, fmt.Errorf("%s: %w", sc.Name(), err)
+		}
+		if err := r.Stack.Reset(ctx); err != nil {
+			return nil, fmt.Errorf("%s: %w", sc.Name(), err)
+		}
+		sc.Probe.Start(ctx, r.Stack)
+		defer sc.Probe.Stop()
+	}
 	rep, err := experiment.Run(ctx, r.Stack, sc, r.Progress)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", sc.Name(), err)
@@ -113,5 +136,25 @@ func (r *Runner) Run(ctx context.Context, sc experiment.Scenario) (*experiment.R
 	if err := experiment.Write(r.Dir, rep); err != nil {
 		return rep, fmt.Errorf("%s: write report: %w", sc.Name(), err)
 	}
+	if sc.Probe != nil && sc.Charts != nil {
+		sc.Probe.Stop()
+		if err := writeCharts(r.Dir, rep, sc.Charts(rep, sc.Probe.Samples())); err != nil {
+			return rep, fmt.Errorf("%s: write charts: %w", sc.Name(), err)
+		}
+	}
 	return rep, nil
+}
+
+// writeCharts writes a scenario's own charts beside its report: <base>-<name>.svg.
+func writeCharts(dir string, rep *experiment.Report, charts map[string]plot.Chart) error {
+	for name, c := range charts {
+		var svg bytes.Buffer
+		if err := c.WriteSVG(&svg); err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(dir, rep.FileBase()+"-"+name+".svg"), svg.Bytes(), 0o644); err != nil {
+			return err
+		}
+	}
+	return nil
 }

@@ -12,6 +12,7 @@ import (
 	"math"
 	"time"
 
+	"github.com/resilience-lab/lab/loadtest/plot"
 	"github.com/resilience-lab/lab/scenarios/fault"
 )
 
@@ -203,6 +204,15 @@ type Scenario struct {
 	EventSettle time.Duration
 	Safety      *Safety
 	Expect      []Expectation
+	// Replicas runs the scenario on the replicated topology (lab.Config.Replicas: registry, replicas,
+	// canary); the suite starts that stack for these scenarios after the others.
+	Replicas bool `json:",omitempty"`
+	// Probe, when set, samples the callers' per-instance discovery and canary series through the run
+	// (the Runner starts it before Run and stops it after), for expectations and charts about instances.
+	// Each variant needs its own.
+	Probe *InstanceProbe `json:"-"`
+	// Charts, when set, adds charts drawn from the probe to the run's report files (<base>-<name>.svg).
+	Charts func(r *Report, samples []InstanceSample) map[string]plot.Chart `json:"-"`
 }
 
 // Name is ID/Variant.

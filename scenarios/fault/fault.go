@@ -249,10 +249,14 @@ const (
 	Kill    ContainerAction = "kill"
 	Pause   ContainerAction = "pause"
 	Restart ContainerAction = "restart"
+	// Start starts a created, stopped container (a standby replica joining mid-run); stopped again on
+	// revert (SIGTERM, so it deregisters).
+	Start ContainerAction = "start"
 )
 
 // Container is a fault on a service's container: stop or kill it (started again on revert), pause it
-// (unpaused on revert) or restart it (at once; nothing to revert).
+// (unpaused on revert), restart it (at once; nothing to revert) or start a standby one (stopped again
+// on revert). Not every change is a failure: a replica joining is an event to measure too.
 type Container struct {
 	Service string
 	Action  ContainerAction
@@ -273,6 +277,8 @@ func (f Container) Inject(ctx context.Context, t Target) error {
 		return t.Containers.PauseService(ctx, f.Service)
 	case Restart:
 		return t.Containers.RestartService(ctx, f.Service)
+	case Start:
+		return t.Containers.StartService(ctx, f.Service)
 	}
 	return fmt.Errorf("fault: unknown container action %q", f.Action)
 }
@@ -286,6 +292,8 @@ func (f Container) Revert(ctx context.Context, t Target) error {
 		return t.Containers.StartService(ctx, f.Service)
 	case Pause:
 		return t.Containers.UnpauseService(ctx, f.Service)
+	case Start:
+		return t.Containers.StopService(ctx, f.Service)
 	}
 	return nil
 }

@@ -37,6 +37,7 @@ func TestParse(t *testing.T) {
 		{"orders-payments:down@1s-2s", "orders-payments: down", time.Second, 2 * time.Second},
 		{"payments:kill@5s-15s", "payments: container kill", 5 * time.Second, 15 * time.Second},
 		{"payments:pause", "payments: container pause", 0, 0},
+		{"catalog-3:start@3s", "catalog-3: container start", 3 * time.Second, 0},
 		{"payments:down", "payments (2 links): payments:down", 0, 0},
 	}
 	for _, tc := range cases {
@@ -217,5 +218,44 @@ func TestToxicsOnToxiproxy(t *testing.T) {
 	}
 	if p, _ := client.Proxy("orders-payments"); !p.Enabled {
 		t.Fatal("proxy not enabled again after the link came back")
+	}
+}
+
+// containerLog records the container calls a fault makes.
+type containerLog []string
+
+func (c *containerLog) add(op, svc string) error                         { *c = append(*c, op+" "+svc); return nil }
+func (c *containerLog) StopService(_ context.Context, s string) error    { return c.add("stop", s) }
+func (c *containerLog) KillService(_ context.Context, s string) error    { return c.add("kill", s) }
+func (c *containerLog) StartService(_ context.Context, s string) error   { return c.add("start", s) }
+func (c *containerLog) PauseService(_ context.Context, s string) error   { return c.add("pause", s) }
+func (c *containerLog) UnpauseService(_ context.Context, s string) error { return c.add("unpause", s) }
+func (c *containerLog) RestartService(_ context.Context, s string) error { return c.add("restart", s) }
+
+// TestContainerActions checks what each container fault does on and off: a standby container started
+// is stopped again, a killed one started again.
+func TestContainerActions(t *testing.T) {
+	for _, tc := range []struct {
+		action ContainerAction
+		want   string
+	}{
+		{Kill, "kill catalog-2,start catalog-2"},
+		{Stop, "stop catalog-2,start catalog-2"},
+		{Pause, "pause catalog-2,unpause catalog-2"},
+		{Restart, "restart catalog-2"},
+		{Start, "start catalog-2,stop catalog-2"},
+	} {
+		var log containerLog
+		f := Container{Service: "catalog-2", Action: tc.action}
+		target := Target{Containers: &log}
+		if err := f.Inject(context.Background(), target); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.Revert(context.Background(), target); err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.Join(log, ","); got != tc.want {
+			t.Errorf("%s: calls %q, want %q", tc.action, got, tc.want)
+		}
 	}
 }

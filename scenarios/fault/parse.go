@@ -18,7 +18,7 @@ import (
 //	latency=500ms[,jitter=50ms]    bandwidth=64 (KB/s)         slow_close=2s      timeout=1s
 //	reset_peer[=100ms]             slicer=64[,variation=16,delay=1ms]            limit_data=4096
 //	down                           http503=0.3 (any status, share of requests)   header_delay=300ms
-//	stop  kill  pause  restart     (container faults)
+//	stop  kill  pause  restart  start (container faults; start: a standby container)
 //
 // Options of toxics: stream=up|down|both, toxicity=0.5. FROM and TO are offsets from the start of the
 // run ("30s-60s"); without them the fault is on from the start until the end.
@@ -75,7 +75,7 @@ func parseOne(spec string, links []string) (Step, error) {
 	}
 
 	switch ContainerAction(kind) {
-	case Stop, Kill, Pause, Restart:
+	case Stop, Kill, Pause, Restart, Start:
 		if slices.Contains(links, target) {
 			return step, fmt.Errorf("%s is a container fault: give a service, not the link %s", kind, target)
 		}

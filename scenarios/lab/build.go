@@ -28,6 +28,8 @@ var Binaries = map[string]string{
 	"notifications": "./services/notifications/cmd/notifications",
 	"nats-server":   "./events/cmd/nats-server",
 	"toxiproxy":     "./scenarios/lab/toxiproxy/cmd/toxiproxy",
+	// The registry of the replicated topology, built from go.etcd.io/etcd/server/v3 (Config.Replicas).
+	"etcd": "./discovery/cmd/etcd",
 }
 
 const (

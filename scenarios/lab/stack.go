@@ -109,6 +109,97 @@ type Config struct {
 	Env map[string]map[string]string
 	// ContainerLogs, when set, receives testcontainers' own log lines (image checks, waits).
 	ContainerLogs io.Writer
+	// Replicas starts the replicated topology (ReplicaInstances) instead of one container per service:
+	// the registry (etcd), catalog and payments twice each, every instance registered and discovered
+	// through the registry, and every replica behind its own proxy per link. Env may then also be keyed
+	// by an instance's name ("catalog-2"), over its service's; an optional instance runs only when Env
+	// names it.
+	Replicas bool
+}
+
+// Instance is one container of a service.
+type Instance struct {
+	Name    string // the container's name and network alias: catalog-2
+	Service string // the service it is an instance of: catalog
+	Version string // the version it registers as (v1 unless a canary)
+	// Optional instances run only when a scenario's Env names them: a spare replica, a canary.
+	Optional bool
+}
+
+// ReplicaInstances are the service instances of the replicated topology, in start order (callees
+// before callers). catalog-3 is a spare replica (a scenario starts it: StandbyEnv) and catalog-v2 a
+// canary of catalog's next version. Replicas of one service share its database on one volume, as
+// stateless instances of one service do in production.
+var ReplicaInstances = []Instance{
+	{"catalog-1", "catalog", "v1", false}, {"catalog-2", "catalog", "v1", false},
+	{"catalog-3", "catalog", "v1", true}, {"catalog-v2", "catalog", "v2", true},
+	{"payments-1", "payments", "v1", false}, {"payments-2", "payments", "v1", false},
+	{"notifications", "notifications", "v1", false}, {"orders", "orders", "v1", false}, {"gateway", "gateway", "v1", false},
+}
+
+// serviceOf is the service of a replicated topology's instance (catalog-2 → catalog), else name.
+func serviceOf(name string) string {
+	for _, inst := range ReplicaInstances {
+		if inst.Name == name {
+			return inst.Service
+		}
+	}
+	return name
+}
+
+// singleInstances are the default topology's instances: one per service, named after it.
+func singleInstances() []Instance {
+	out := make([]Instance, len(Services))
+	for i, svc := range Services {
+		out[i] = Instance{Name: svc, Service: svc, Version: "v1"}
+	}
+	return out
+}
+
+// StandbyEnv, set to "true" in an optional instance's Env, creates its container without starting it:
+// a fault.Container{Action: fault.Start} starts it during a run (Reset stops it again).
+const StandbyEnv = "LAB_STANDBY"
+
+// Registry is the etcd container of the replicated topology; services reach its client port through
+// the Toxiproxy proxy RegistryLink, so "registry down" is a proxy going down (fault.LinkDown).
+const (
+	Registry            = "registry"
+	RegistryLink        = "registry"
+	registryPort        = 2379
+	registryProxyPort   = 20010
+	instanceProxyPorts0 = 20100
+)
+
+// InstanceLink is the name of the proxy of link (caller-service) to one instance of its callee: the
+// caller and the instance's name (gateway-catalog-2, orders-payments-1).
+func InstanceLink(link, instance string) string {
+	l, ok := LinkByName(link)
+	if !ok {
+		return link + "@" + instance
+	}
+	return l.Caller + "-" + instance
+}
+
+// ReplicatedServices are the services with more than one instance in the replicated topology.
+var ReplicatedServices = []string{"catalog", "payments"}
+
+// instanceLinks are the replicated topology's per-instance proxies: one per link and instance of a
+// replicated callee, listening from instanceProxyPorts0 up.
+func instanceLinks() []Link {
+	var out []Link
+	port := instanceProxyPorts0
+	for _, l := range Links {
+		if !slices.Contains(ReplicatedServices, l.Callee) {
+			continue
+		}
+		for _, inst := range ReplicaInstances {
+			if inst.Service == l.Callee {
+				out = append(out, Link{Name: InstanceLink(l.Name, inst.Name), Caller: l.Caller, Callee: inst.Name, Port: port})
+				port++
+			}
+		}
+	}
+	return out
 }
 
 // Stack is the running shop: four services and a Toxiproxy on a private Docker network. Only the
@@ -123,9 +214,13 @@ type Stack struct {
 	progress io.Writer
 	tclogger tclog.Logger
 
+	replicas  bool
+	instances []Instance // every service container this topology may run, in start order
+	volumes   []string   // the shared database volumes of replicated services
+
 	mu         sync.Mutex
 	containers map[string]*testcontainers.DockerContainer
-	env        map[string]map[string]string // the extra env each service runs with
+	env        map[string]map[string]string // the extra env each instance runs with (nil: not created)
 	gatewayURL string
 
 	// ToxiproxyURL is the Toxiproxy API on 127.0.0.1.
@@ -173,9 +268,16 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		tclogger:   writerLogger{logsTo},
 		containers: map[string]*testcontainers.DockerContainer{},
 		env:        map[string]map[string]string{},
+		replicas:   cfg.Replicas,
+		instances:  singleInstances(),
 	}
-	for svc, e := range cfg.Env {
-		s.env[svc] = maps.Clone(e)
+	if cfg.Replicas {
+		s.instances = ReplicaInstances
+	}
+	for _, inst := range s.instances {
+		if e, ok := extraEnv(cfg.Env, inst); ok {
+			s.env[inst.Name] = e
+		}
 	}
 	s.sweepOrphans(ctx)
 	s.stopSignals = make(chan os.Signal, 1)
@@ -188,6 +290,9 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	}()
 
 	names := slices.Concat(Services, []string{brokerBinary, "toxiproxy"})
+	if cfg.Replicas {
+		names = append(names, registryBinary)
+	}
 	if err := BuildBinaries(ctx, root, names, progress); err != nil {
 		return nil, err
 	}
@@ -203,14 +308,25 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 		return nil, fmt.Errorf("lab: create network: %w", err)
 	}
 	fmt.Fprintf(progress, "lab: network %s\n", s.network.Name)
-	// Toxiproxy and the broker need nothing; then callees before callers, each batch in parallel.
-	if err := parallel(s.startToxiproxy, s.startBroker)(ctx); err != nil {
+	// Toxiproxy, the broker and the registry need nothing; then callees before callers, each batch in
+	// parallel.
+	infra := []func(context.Context) error{s.startToxiproxy, s.startBroker}
+	if cfg.Replicas {
+		if err := s.createVolumes(ctx); err != nil {
+			return nil, err
+		}
+		infra = append(infra, s.startRegistry)
+	}
+	if err := parallel(infra...)(ctx); err != nil {
 		return nil, err
 	}
 	for _, batch := range [][]string{{"catalog", "payments", "notifications"}, {"orders"}, {"gateway"}} {
-		starts := make([]func(context.Context) error, len(batch))
-		for i, svc := range batch {
-			starts[i] = func(ctx context.Context) error { return s.startService(ctx, svc) }
+		var starts []func(context.Context) error
+		for _, inst := range s.instances {
+			if !slices.Contains(batch, inst.Service) || !s.wanted(inst) {
+				continue
+			}
+			starts = append(starts, func(ctx context.Context) error { return s.startInstance(ctx, inst) })
 		}
 		if err := parallel(starts...)(ctx); err != nil {
 			return nil, err
@@ -293,6 +409,78 @@ func hardened(hc *container.HostConfig) {
 	hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeVolume, Target: "/data"})
 }
 
+// hardenedOn is hardened with /data on the named volume (the database the replicas of a service share).
+func hardenedOn(volume string) func(*container.HostConfig) {
+	return func(hc *container.HostConfig) {
+		hc.ReadonlyRootfs = true
+		hc.Mounts = append(hc.Mounts, mount.Mount{Type: mount.TypeVolume, Source: volume, Target: "/data"})
+	}
+}
+
+func (s *Stack) volumeName(service string) string { return "reslab-" + s.id + "-" + service + "-data" }
+
+// createVolumes creates the shared database volume of each replicated service. SQLite's locks (and
+// its WAL's shared memory) work across the containers of one host sharing a volume: the replicas'
+// migrations and writes queue behind BEGIN IMMEDIATE and busy_timeout as two processes' would.
+func (s *Stack) createVolumes(ctx context.Context) error {
+	for _, svc := range ReplicatedServices {
+		name := s.volumeName(svc)
+		if _, err := s.docker.VolumeCreate(ctx, client.VolumeCreateOptions{Name: name, Labels: s.labels(svc)}); err != nil {
+			return fmt.Errorf("lab: create volume %s: %w", name, err)
+		}
+		s.volumes = append(s.volumes, name)
+	}
+	return nil
+}
+
+// registryBinary is the registry's program (discovery/cmd/etcd) and image.
+const registryBinary = "etcd"
+
+// startRegistry starts etcd. Its data lives on the container's /data volume, so a stopped and
+// restarted registry keeps its keys and leases (etcd renews every lease when it comes back).
+func (s *Stack) startRegistry(ctx context.Context) error {
+	req := s.baseRequest(Registry)
+	req.Image = s.images[registryBinary]
+	req.Env = map[string]string{"ETCD_DATA_DIR": "/data/etcd", "ETCD_ADVERTISE_CLIENT_URLS": fmt.Sprintf("http://%s:%d", Registry, registryPort),
+		"ETCD_AUTO_COMPACTION_RETENTION": "10m"}
+	req.WaitingFor = wait.ForExec([]string{"/app", "healthcheck", fmt.Sprintf("http://127.0.0.1:%d/health", registryPort)}).
+		WithPollInterval(200 * time.Millisecond).WithStartupTimeout(90 * time.Second)
+	_, err := s.run(ctx, Registry, req)
+	return err
+}
+
+// extraEnv is what env gives inst: its service's variables, then its own (keyed by its name), and
+// whether the instance is to run at all (an optional one only when env names it).
+func extraEnv(env map[string]map[string]string, inst Instance) (map[string]string, bool) {
+	own, named := env[inst.Name]
+	if inst.Optional && !named {
+		return nil, false
+	}
+	out := maps.Clone(env[inst.Service])
+	if inst.Name != inst.Service {
+		if out == nil && own != nil {
+			out = map[string]string{}
+		}
+		maps.Copy(out, own)
+	}
+	return out, true
+}
+
+// wanted reports whether inst is to run in the current configuration.
+func (s *Stack) wanted(inst Instance) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, ok := s.env[inst.Name]
+	return ok || !inst.Optional
+}
+
+// standby reports whether inst is configured on standby (created, started by a fault).
+func (s *Stack) standby(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.env[name][StandbyEnv] == "true"
+}
+
 // publishOnLoopback hardens the container and publishes port on a free port of 127.0.0.1 only. The host
 // port is picked here, below the kernel's ephemeral range: a port Docker picked itself from that range
 // may be the local end of some outgoing connection by the time its proxy binds it (run retries when that
@@ -322,8 +510,16 @@ func freeLoopbackPort() int {
 func (s *Stack) startToxiproxy(ctx context.Context) error {
 	req := s.baseRequest("toxiproxy")
 	observe := fmt.Sprintf("%s=http://%s:%d", Broker, Broker, brokerMonitorPort)
-	for _, svc := range Services {
-		observe += fmt.Sprintf(",%s=http://%s:%d", svc, svc, ServicePorts[svc])
+	for _, inst := range s.instances {
+		observe += fmt.Sprintf(",%s=http://%s:%d", inst.Name, inst.Name, ServicePorts[inst.Service])
+	}
+	if s.replicas {
+		// A replicated service is observed at its first replica (they share one database, so the
+		// outbox backlog the reports read is the same), each replica also under its own name.
+		for _, svc := range ReplicatedServices {
+			observe += fmt.Sprintf(",%s=http://%s-1:%d", svc, svc, ServicePorts[svc])
+		}
+		observe += fmt.Sprintf(",%s=http://%s:%d", Registry, Registry, registryPort)
 	}
 	req.Env = map[string]string{"LAB_OBSERVE": observe, "LOG_LEVEL": "warn"}
 	req.ExposedPorts = []string{fmt.Sprintf("%d/tcp", toxiproxyAPIPort)}
@@ -346,6 +542,17 @@ func (s *Stack) startToxiproxy(ctx context.Context) error {
 			Name: l.Name, Listen: fmt.Sprintf("0.0.0.0:%d", l.Port),
 			Upstream: fmt.Sprintf("%s:%d", l.Callee, ServicePorts[l.Callee]), Enabled: true,
 		})
+	}
+	if s.replicas {
+		for _, l := range instanceLinks() {
+			svc := serviceOf(l.Callee)
+			proxies = append(proxies, toxiclient.Proxy{
+				Name: l.Name, Listen: fmt.Sprintf("0.0.0.0:%d", l.Port),
+				Upstream: fmt.Sprintf("%s:%d", l.Callee, ServicePorts[svc]), Enabled: true,
+			})
+		}
+		proxies = append(proxies, toxiclient.Proxy{Name: RegistryLink, Listen: fmt.Sprintf("0.0.0.0:%d", registryProxyPort),
+			Upstream: fmt.Sprintf("%s:%d", Registry, registryPort), Enabled: true})
 	}
 	if _, err := s.Toxiproxy.Populate(proxies); err != nil {
 		return fmt.Errorf("lab: create proxies: %w", err)
@@ -373,9 +580,11 @@ func (s *Stack) brokerHealthURL(host string) string {
 	return fmt.Sprintf("http://%s:%d/healthz?js-enabled-only=true", host, brokerMonitorPort)
 }
 
-// serviceEnv is the environment of svc: its address and database, its downstream URLs through the
-// proxies of its links, then the configured extras.
-func (s *Stack) serviceEnv(svc string) map[string]string {
+// serviceEnv is the environment of instance inst: its address and database, its downstream URLs through
+// the proxies of its links, its registration and discovery in the replicated topology, then the
+// configured extras.
+func (s *Stack) serviceEnv(inst Instance) map[string]string {
+	svc := inst.Service
 	up := map[string]string{"catalog": "CATALOG_URL", "orders": "ORDERS_URL", "payments": "PAYMENTS_URL"}
 	env := map[string]string{
 		"LOG_LEVEL":              "warn",
@@ -418,10 +627,44 @@ func (s *Stack) serviceEnv(svc string) map[string]string {
 			env["NATS_URL"] = fmt.Sprintf("nats://toxiproxy:%d", l.Port)
 		}
 	}
+	if s.replicas {
+		s.discoveryEnv(inst, env)
+	}
 	s.mu.Lock()
-	maps.Copy(env, s.env[svc])
+	maps.Copy(env, s.env[inst.Name])
 	s.mu.Unlock()
+	delete(env, StandbyEnv)
 	return env
+}
+
+// discoveryEnv adds the replicated topology's registry settings to env: every instance registers the
+// URL of its own container, and every caller dials each instance it discovers through that instance's
+// proxy on the link (<LINK>_INSTANCE_PROXIES), so one replica can be degraded alone.
+func (s *Stack) discoveryEnv(inst Instance, env map[string]string) {
+	env["REGISTRY_ENDPOINTS"] = fmt.Sprintf("http://toxiproxy:%d", registryProxyPort)
+	if inst.Service != "gateway" && inst.Service != "notifications" {
+		env["SERVICE_ADVERTISE_URL"] = fmt.Sprintf("http://%s:%d", inst.Name, ServicePorts[inst.Service])
+		env["SERVICE_INSTANCE_ID"] = inst.Name
+		env["SERVICE_VERSION"] = inst.Version
+	}
+	byLink := map[string][]string{}
+	for _, l := range instanceLinks() {
+		if l.Caller != inst.Service {
+			continue
+		}
+		svc := serviceOf(l.Callee)
+		link := l.Caller + "-" + svc
+		byLink[link] = append(byLink[link], fmt.Sprintf("http://%s:%d=http://toxiproxy:%d", l.Callee, ServicePorts[svc], l.Port))
+	}
+	for _, l := range Links {
+		if l.Caller == inst.Service && !slices.Contains(ReplicatedServices, l.Callee) {
+			// orders has one instance: it registers under its own name and is dialled through the link's proxy.
+			byLink[l.Name] = append(byLink[l.Name], fmt.Sprintf("http://%s:%d=http://toxiproxy:%d", l.Callee, ServicePorts[l.Callee], l.Port))
+		}
+	}
+	for link, pairs := range byLink {
+		env[strings.ToUpper(strings.ReplaceAll(link, "-", "_"))+"_INSTANCE_PROXIES"] = strings.Join(pairs, ",")
+	}
 }
 
 func upperName(s string) string {
@@ -434,18 +677,36 @@ func upperName(s string) string {
 	return string(b)
 }
 
-func (s *Stack) startService(ctx context.Context, svc string) error {
-	req := s.baseRequest(svc)
-	req.Env = s.serviceEnv(svc)
+// startInstance creates inst's container and, unless it is on standby, starts it and waits until it is
+// ready.
+func (s *Stack) startInstance(ctx context.Context, inst Instance) error {
+	svc := inst.Service
+	req := s.baseRequest(inst.Name)
+	req.Image = s.images[svc]
+	req.Env = s.serviceEnv(inst)
 	port := ServicePorts[svc]
+	if slices.Contains(ReplicatedServices, svc) && s.replicas {
+		req.HostConfigModifier = hardenedOn(s.volumeName(svc))
+		if !inst.Optional {
+			// The service's name reaches every regular replica: the static URL the callers fall back to.
+			req.NetworkAliases[s.network.Name] = append(req.NetworkAliases[s.network.Name], svc)
+		}
+	}
 	if svc == "gateway" {
 		req.ExposedPorts = []string{fmt.Sprintf("%d/tcp", port)}
 		req.HostConfigModifier = publishOnLoopback(port)
 	}
+	s.mu.Lock()
+	standby := s.env[inst.Name][StandbyEnv] == "true"
+	s.mu.Unlock()
+	if standby {
+		_, err := s.create(ctx, inst.Name, req)
+		return err
+	}
 	// The images have no shell: the service's own binary probes its readiness from inside.
 	req.WaitingFor = wait.ForExec([]string{"/app", "healthcheck", fmt.Sprintf("http://127.0.0.1:%d/readyz", port)}).
 		WithPollInterval(250 * time.Millisecond).WithStartupTimeout(90 * time.Second)
-	c, err := s.run(ctx, svc, req)
+	c, err := s.run(ctx, inst.Name, req)
 	if err != nil {
 		return err
 	}
@@ -459,6 +720,22 @@ func (s *Stack) startService(ctx context.Context, svc string) error {
 		s.mu.Unlock()
 	}
 	return nil
+}
+
+// create creates a container without starting it (a standby instance).
+func (s *Stack) create(ctx context.Context, name string, req testcontainers.ContainerRequest) (*testcontainers.DockerContainer, error) {
+	c, err := testcontainers.GenericContainer(ctx, testcontainers.GenericContainerRequest{ContainerRequest: req, Logger: s.tclogger})
+	dc, _ := c.(*testcontainers.DockerContainer)
+	if dc != nil {
+		s.mu.Lock()
+		s.containers[name] = dc
+		s.mu.Unlock()
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lab: create %s: %w", name, err)
+	}
+	fmt.Fprintf(s.progress, "lab: %-9s created, on standby\n", name)
+	return dc, nil
 }
 
 func (s *Stack) run(ctx context.Context, name string, req testcontainers.ContainerRequest) (*testcontainers.DockerContainer, error) {
@@ -527,33 +804,71 @@ func (s *Stack) Env(service string) map[string]string {
 	return maps.Clone(s.env[service])
 }
 
-// Reconfigure recreates, in start order, every service whose extra environment differs from env (a
-// service missing from env goes back to no extras). A recreated service starts with an empty database.
+// Reconfigure recreates, in start order, every instance whose extra environment differs from env (a
+// service missing from env goes back to no extras), creates the optional instances env names and
+// removes those it does not. A recreated service starts with an empty database, unless its replicas
+// share one: that volume stays.
 func (s *Stack) Reconfigure(ctx context.Context, env map[string]map[string]string) error {
-	for _, svc := range Services {
+	for _, inst := range s.instances {
+		want, run := extraEnv(env, inst)
 		s.mu.Lock()
-		same := maps.Equal(s.env[svc], env[svc]) || (len(s.env[svc]) == 0 && len(env[svc]) == 0)
-		old := s.containers[svc]
+		cur, has := s.env[inst.Name]
+		same := has == run && (maps.Equal(cur, want) || (len(cur) == 0 && len(want) == 0))
+		old := s.containers[inst.Name]
 		s.mu.Unlock()
-		if same {
+		if same && (old != nil || !run) {
 			continue
 		}
-		fmt.Fprintf(s.progress, "lab: recreating %s with %v\n", svc, env[svc])
+		if run {
+			fmt.Fprintf(s.progress, "lab: recreating %s with %v\n", inst.Name, want)
+		} else {
+			fmt.Fprintf(s.progress, "lab: removing %s\n", inst.Name)
+		}
 		if old != nil {
-			// Its database goes with it: no need to wait for a graceful stop.
-			if err := old.Terminate(ctx, testcontainers.StopTimeout(0)); err != nil {
-				return fmt.Errorf("lab: remove %s: %w", svc, err)
+			// A lone service's database goes with it: no need to wait for a graceful stop. A replica
+			// deregisters on SIGTERM, so its callers drop it before it goes.
+			grace := time.Duration(0)
+			if s.replicas {
+				grace = 2 * time.Second
+			}
+			if err := old.Terminate(ctx, testcontainers.StopTimeout(grace)); err != nil {
+				return fmt.Errorf("lab: remove %s: %w", inst.Name, err)
 			}
 		}
 		s.mu.Lock()
-		delete(s.containers, svc)
-		s.env[svc] = maps.Clone(env[svc])
+		delete(s.containers, inst.Name)
+		delete(s.env, inst.Name)
+		if run {
+			s.env[inst.Name] = want
+		}
 		s.mu.Unlock()
-		if err := s.startService(ctx, svc); err != nil {
-			return err
+		if run {
+			if err := s.startInstance(ctx, inst); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
+}
+
+// infra are the containers besides the services' instances: the broker and, replicated, the registry.
+func (s *Stack) infra() []string {
+	if s.replicas {
+		return []string{Broker, Registry}
+	}
+	return []string{Broker}
+}
+
+// running are the names of every container that should be running now: the infrastructure and every
+// instance created and not on standby.
+func (s *Stack) running() []string {
+	out := s.infra()
+	for _, inst := range s.instances {
+		if s.wanted(inst) && !s.standby(inst.Name) {
+			out = append(out, inst.Name)
+		}
+	}
+	return out
 }
 
 // Reset undoes every fault: it removes all toxics, enables every proxy, unpauses or starts every
@@ -562,7 +877,21 @@ func (s *Stack) Reset(ctx context.Context) error {
 	if err := s.Toxiproxy.ResetState(); err != nil {
 		return fmt.Errorf("lab: reset toxiproxy: %w", err)
 	}
-	for _, svc := range slices.Concat([]string{Broker}, Services) {
+	for _, inst := range s.instances {
+		if !s.wanted(inst) || !s.standby(inst.Name) {
+			continue
+		}
+		// A standby instance a fault started goes back to standby (SIGTERM: it deregisters).
+		if c, ok := s.Container(inst.Name); ok {
+			if st, err := c.State(ctx); err == nil && st.Running {
+				grace := 2
+				if _, err := s.docker.ContainerStop(ctx, c.GetContainerID(), client.ContainerStopOptions{Timeout: &grace}); err != nil {
+					return fmt.Errorf("lab: stop %s: %w", inst.Name, err)
+				}
+			}
+		}
+	}
+	for _, svc := range s.running() {
 		c, ok := s.Container(svc)
 		if !ok {
 			return fmt.Errorf("lab: %s has no container", svc)
@@ -591,7 +920,7 @@ func (s *Stack) WaitReady(ctx context.Context, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var steps []func(context.Context) error
-	for _, svc := range slices.Concat([]string{Broker}, Services) {
+	for _, svc := range s.running() {
 		steps = append(steps, func(ctx context.Context) error { return s.waitServiceReady(ctx, svc, timeout) })
 	}
 	return parallel(steps...)(ctx)
@@ -601,6 +930,9 @@ func (s *Stack) WaitReady(ctx context.Context, timeout time.Duration) error {
 func (s *Stack) waitServiceReady(ctx context.Context, svc string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	if svc == Registry {
+		return s.waitRegistryReady(ctx, timeout)
+	}
 	path := "readyz"
 	if svc == Broker {
 		path = "healthz?js-enabled-only=true"
@@ -620,6 +952,28 @@ func (s *Stack) waitServiceReady(ctx context.Context, svc string, timeout time.D
 		case <-ctx.Done():
 			return fmt.Errorf("lab: %s not ready within %s", svc, timeout)
 		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// waitRegistryReady runs the registry's own health probe inside its container until it passes (the
+// observation relay serves the services' paths, not etcd's /health).
+func (s *Stack) waitRegistryReady(ctx context.Context, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	c, ok := s.Container(Registry)
+	if !ok {
+		return fmt.Errorf("lab: no %s container", Registry)
+	}
+	for {
+		code, _, err := c.Exec(ctx, []string{"/app", "healthcheck", fmt.Sprintf("http://127.0.0.1:%d/health", registryPort)})
+		if err == nil && code == 0 {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("lab: %s not ready within %s", Registry, timeout)
+		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
@@ -650,6 +1004,11 @@ func (s *Stack) Close(ctx context.Context) error {
 			})
 		}
 		wg.Wait()
+		for _, v := range s.volumes {
+			if _, err := s.docker.VolumeRemove(ctx, v, client.VolumeRemoveOptions{Force: true}); err != nil {
+				errs = append(errs, fmt.Errorf("remove volume %s: %w", v, err))
+			}
+		}
 		if s.network != nil {
 			if err := s.network.Remove(ctx); err != nil {
 				errs = append(errs, fmt.Errorf("remove network: %w", err))
@@ -693,6 +1052,13 @@ func (s *Stack) sweepOrphans(ctx context.Context) {
 		}
 		fmt.Fprintf(s.progress, "lab: removing container %s left by a finished run\n", c.ID[:12])
 		_, _ = s.docker.ContainerRemove(ctx, c.ID, client.ContainerRemoveOptions{Force: true, RemoveVolumes: true})
+	}
+	if vs, err := s.docker.VolumeList(ctx, client.VolumeListOptions{Filters: f}); err == nil {
+		for _, v := range vs.Items {
+			if !ownerAlive(v.Labels[ownerLabel]) {
+				_, _ = s.docker.VolumeRemove(ctx, v.Name, client.VolumeRemoveOptions{Force: true})
+			}
+		}
 	}
 	ns, err := s.docker.NetworkList(ctx, client.NetworkListOptions{Filters: f})
 	if err != nil {
