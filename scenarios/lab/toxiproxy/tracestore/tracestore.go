@@ -192,12 +192,11 @@ func (s *Store) entry(id traceID) *entry {
 
 // Trace returns the stored spans of the trace id (32 hex digits), in start order.
 func (s *Store) Trace(id string) (*Trace, bool) {
-	var key traceID
-	if b, err := hex.DecodeString(id); err != nil || len(b) != len(key) {
+	b, err := hex.DecodeString(id)
+	if err != nil || len(b) != 16 {
 		return nil, false
-	} else {
-		copy(key[:], b)
 	}
+	key := traceID(b)
 	s.mu.Lock()
 	e, ok := s.traces[key]
 	var t *Trace
