@@ -56,6 +56,7 @@ type config struct {
 	progress    string
 	faults      []string // --fault values, each one or more ';'-separated specs
 	toxiproxy   string
+	trace       bool
 }
 
 func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*config, error) {
@@ -75,6 +76,7 @@ func parseArgs(args []string, getenv func(string) string, stderr io.Writer) (*co
 	fs.Var(&annotations, "annotate", "shade a window in the report charts, repeatable: LABEL@FROM-TO, e.g. 'payments slow@30s-60s' (marks only; injects nothing)")
 	fs.Var(&faults, "fault", "inject a fault during the run, repeatable or ';'-separated: TARGET:FAULT[=VALUE][,OPTION=VALUE…][@FROM[-TO]],\ne.g. 'payments:latency=500ms@30s-60s', 'orders-catalog:down@10s-20s', 'payments:kill@5s-15s' (docs/loadtest.md)")
 	fs.StringVar(&c.toxiproxy, "toxiproxy", "", "Toxiproxy API of the stack, for --fault (default $LOADGEN_TOXIPROXY, else "+defaultToxiproxy+")")
+	fs.BoolVar(&c.trace, "trace", false, "start a trace on every request (a sampled W3C traceparent with a fresh trace id); the summary cites the trace ids of the slowest seconds")
 	fs.StringVar(&c.out, "out", "", "directory to write results.json and report.html to")
 	fs.StringVar(&c.title, "title", "", "report title (default: mix and profile)")
 	fs.StringVar(&c.progress, "progress", "auto", "progress on stderr: auto (rewrite one line on a terminal, else a line per second), line, off")
@@ -221,6 +223,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		Client:      client,
 		Actions:     actions,
 		Progress:    progressPrinter(c.progress, stderr, tty),
+		Trace:       c.trace,
 	})
 	var faultErr, rollbackErr error
 	if runCtx.Err() != nil && ctx.Err() == nil {
@@ -395,6 +398,7 @@ func printSummary(w io.Writer, d report.Data) {
 			fmt.Fprintf(w, "  %-20s %9d %9d %9d %9d %8.2fms %8.2fms\n", k.Name, k.Sent, k.Dropped, k.OK, failed, k.Latency.P50, k.Latency.P99)
 		}
 	}
+	printSlowestTraced(w, r.Seconds, 3)
 	if len(d.Thresholds) > 0 {
 		fmt.Fprintln(w, "  thresholds:")
 		for _, th := range d.Thresholds {
@@ -421,4 +425,33 @@ func classList(m map[string]uint64) string {
 		parts[i] = fmt.Sprintf("%s %d", k, m[k])
 	}
 	return strings.Join(parts, ", ")
+}
+
+// printSlowestTraced lists the slowest request of each of the n slowest seconds, with its trace id, when
+// the run traced its requests (--trace): what to look up first in the trace store.
+func printSlowestTraced(w io.Writer, seconds []loadtest.Second, n int) {
+	var slow []*loadtest.SlowRequest
+	var at []int
+	for _, sec := range seconds {
+		if s := sec.Slowest; s != nil && s.TraceID != "" {
+			slow, at = append(slow, s), append(at, sec.T)
+		}
+	}
+	if len(slow) == 0 {
+		return
+	}
+	order := make([]int, len(slow))
+	for i := range order {
+		order[i] = i
+	}
+	sort.SliceStable(order, func(a, b int) bool { return slow[order[a]].LatencyMs > slow[order[b]].LatencyMs })
+	fmt.Fprintln(w, "  slowest traced requests:")
+	for _, i := range order[:min(n, len(order))] {
+		s := slow[i]
+		outcome := strconv.Itoa(s.Status)
+		if s.Status == 0 {
+			outcome = s.Class
+		}
+		fmt.Fprintf(w, "    t=%ds %8.2fms %s %s %s → %s  trace %s\n", at[i], s.LatencyMs, s.Kind, s.Method, s.Path, outcome, s.TraceID)
+	}
 }

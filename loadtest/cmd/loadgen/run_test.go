@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -161,5 +162,46 @@ func TestParseAnnotation(t *testing.T) {
 		if _, err := parseAnnotation(bad, 2*time.Minute); err == nil {
 			t.Errorf("parseAnnotation(%q) accepted", bad)
 		}
+	}
+}
+
+func TestTraceSendsATraceparentAndCitesTheSlowest(t *testing.T) {
+	var traced, untraced atomic.Int64
+	var mu sync.Mutex
+	var slowest string // the trace id of the one slow request
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tp := r.Header.Get("traceparent")
+		parts := strings.Split(tp, "-")
+		if len(parts) != 4 || parts[0] != "00" || len(parts[1]) != 32 || parts[3] != "01" {
+			untraced.Add(1)
+			return
+		}
+		if traced.Add(1) == 5 {
+			mu.Lock()
+			slowest = parts[1]
+			mu.Unlock()
+			time.Sleep(80 * time.Millisecond)
+		}
+	}))
+	defer srv.Close()
+	code, out, errOut := runCLI(t, noEnv, "--target", srv.URL, "--mix", trivialMix,
+		"--profile", "constant:rate=20,d=1s", "--progress", "off", "--trace")
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	if untraced.Load() != 0 || traced.Load() != 20 {
+		t.Fatalf("%d requests carried a sampled traceparent, %d did not; want all 20", traced.Load(), untraced.Load())
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if !strings.Contains(out, "slowest traced requests:") || !strings.Contains(out, "trace "+slowest) {
+		t.Errorf("the summary does not cite the slow request's trace %s:\n%s", slowest, out)
+	}
+
+	// Without --trace nothing is sent and nothing is cited.
+	traced.Store(0)
+	code, out, _ = runCLI(t, noEnv, "--target", srv.URL, "--mix", trivialMix, "--profile", "constant:rate=20,d=1s", "--progress", "off")
+	if code != exitOK || traced.Load() != 0 || strings.Contains(out, "slowest traced") {
+		t.Errorf("without --trace: exit %d, %d traced requests, summary:\n%s", code, traced.Load(), out)
 	}
 }
