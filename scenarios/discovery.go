@@ -24,7 +24,7 @@ var balancedLinks = []string{"gateway-catalog", "gateway-orders", "gateway-payme
 
 // Replicated returns the pairs that run on the replicated stack, in the order the suite runs them.
 func Replicated() []Pair {
-	return []Pair{catalogReplicaFailing()}
+	return []Pair{catalogReplicaFailing(), registryDown(), catalogReplicaKilled(), badCanary()}
 }
 
 // replicaLoad drives catalog from both callers: browsing through gateway→catalog (primary) and orders,
@@ -53,6 +53,10 @@ func roundRobin() map[string]settings {
 	}
 	return out
 }
+
+// ReplicatedBase is the replicated stack's configuration every discovery variant starts from: no
+// policy, every link round robin without ejection.
+func ReplicatedBase() map[string]map[string]string { return withLinks(nil, nil) }
 
 func withLinks(extra map[string]settings, services map[string]map[string]string) map[string]map[string]string {
 	links := roundRobin()
@@ -210,20 +214,29 @@ func served(instance string) experiment.Match {
 	return experiment.Match{Metric: "http_server_requests_total", Service: instance, Routes: catalogRoutes}
 }
 
+// The registry is away for 4.5 s (less than the 10 s lease, so no registration is lost); the spare
+// replica starts at once and takes 2–4 s to come up on this machine, so it is up before the registry
+// returns; it is stopped (and deregisters) at 14 s, leaving 2 s to judge recovery.
 const (
 	registryOff    = 2 * time.Second
-	registryBack   = 5500 * time.Millisecond
-	spareStart     = 2500 * time.Millisecond
-	registryRunFor = 14 * time.Second
+	registryBack   = 6500 * time.Millisecond
+	spareStart     = 2100 * time.Millisecond
+	spareStop      = 14 * time.Second
+	registryRunFor = 16 * time.Second
+	// joinBound is how soon after the registry returns the spare must get calls: the etcd clients'
+	// connections come back on gRPC's reconnect backoff (1 s × 1.6ⁿ), the registration's own retries
+	// back off to at most 5 s, and the callers' watch then delivers the new key at once. Measured:
+	// 1.6 s after a 3.5 s outage; the bound leaves the spare time to be called before it is stopped.
+	joinBound = 7 * time.Second
 )
 
 func registryDown() Pair {
 	spare := "catalog-3"
 	s := replicaBase("registry-down", "Registry down while a replica joins",
-		"The registry (etcd) is unreachable for 3.5 s: its proxy goes down, cutting every watch, keep-alive and registration. Half a second in, a third catalog replica starts and tries to register. Without discovery (the callers' static URLs) nothing changes during the outage, and the new replica never gets a call: a static list does not learn of it. With discovery, the callers keep the instance set they had (two catalog replicas) while the registry is away, so no request fails; the new replica registers once the registry is back, and the callers' watch brings it calls within seconds.",
+		"The registry (etcd) is unreachable for 4.5 s: its proxy goes down, cutting every watch, keep-alive and registration. At once a third catalog replica starts and tries to register. Without discovery (the callers' static URLs) nothing changes during the outage, and the new replica never gets a call: a static list does not learn of it. With discovery, the callers keep the instance set they had (two catalog replicas) while the registry is away, so no request fails; the new replica registers once the registry is back, and the callers' watch brings it calls within seconds.",
 		registryRunFor,
 		fault.Step{Fault: fault.LinkDown{Link: lab.RegistryLink}, From: registryOff, To: registryBack},
-		fault.Step{Fault: fault.Container{Service: spare, Action: fault.Start}, From: spareStart, To: registryRunFor - 500*time.Millisecond})
+		fault.Step{Fault: fault.Container{Service: spare, Action: fault.Start}, From: spareStart, To: spareStop})
 	standby := map[string]map[string]string{spare: {lab.StandbyEnv: "true"}}
 	chart := func(r *experiment.Report, samples []experiment.InstanceSample) map[string]plot.Chart {
 		names := []string{"catalog-1", "catalog-2", spare}
@@ -248,7 +261,7 @@ func registryDown() Pair {
 		p.Env = withLinks(nil, map[string]map[string]string{spare: standby[spare]})
 		p.Charts = chart
 		p.During = &experiment.Thresholds{MinSuccess: 0.99}
-		p.Expect = []experiment.Expectation{cachedSet(p.Probe), joinedAfterRegistry(p.Probe, spare, 8*time.Second), nothingLost(), eventsIntact()}
+		p.Expect = []experiment.Expectation{cachedSet(p.Probe), joinedAfterRegistry(p.Probe, spare, joinBound), nothingLost(), eventsIntact()}
 	})
 }
 
@@ -367,6 +380,7 @@ const (
 	canaryWeight      = 20
 	canaryRollbackFor = 2 // consecutive bad seconds
 	canaryOn          = 2 * time.Second
+	canaryOff         = 6500 * time.Millisecond
 	canaryRunFor      = 9 * time.Second
 )
 
@@ -377,8 +391,8 @@ func canaryCalls(version, outcome string) experiment.Match {
 
 func badCanary() Pair {
 	s := replicaBase("bad-canary", "A bad canary of catalog",
-		fmt.Sprintf("catalog v2 (catalog-v2) takes %d %% of the gateway's catalog calls; from t=2 s it answers every call 503 (its proxy's http_fault toxic). Without a rollback rule the canary keeps failing a fifth of the browsing until someone notices. With the rule (error rate over 5 %% for %d consecutive seconds, at least 3 calls a second) the gateway sets the canary's weight to 0 on its own, logs why and counts it: the failures stop within seconds.", canaryWeight, canaryRollbackFor),
-		canaryRunFor, fault.Step{Fault: fault.HTTPError(lab.InstanceLink("gateway-catalog", "catalog-v2"), 503, 1), From: canaryOn, To: canaryRunFor - 500*time.Millisecond})
+		fmt.Sprintf("catalog v2 (catalog-v2) takes %d %% of the gateway's catalog calls; from t=2 s to 6.5 s it answers every call 503 (its proxy's http_fault toxic). Without a rollback rule the canary keeps failing a fifth of the browsing until someone notices. With the rule (error rate over 5 %% for %d consecutive seconds, at least 3 calls a second) the gateway sets the canary's weight to 0 on its own, logs why and counts it: the failures stop within seconds.", canaryWeight, canaryRollbackFor),
+		canaryRunFor, fault.Step{Fault: fault.HTTPError(lab.InstanceLink("gateway-catalog", "catalog-v2"), 503, 1), From: canaryOn, To: canaryOff})
 	s.Streams[0].Rate = 30 // six canary calls a second at 20 %: enough for the rule to judge each second
 	canaryEnv := func(rollbackSeconds int) map[string]map[string]string {
 		return withLinks(nil, map[string]map[string]string{

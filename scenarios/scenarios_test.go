@@ -17,7 +17,7 @@ import (
 	"github.com/resilience-lab/lab/scenarios/lab"
 )
 
-var only = flag.String("lab.only", "", "run only the scenarios whose id contains this")
+var only = flag.String("lab.only", "", "run only the scenarios whose id contains this (or one of its comma-separated parts)")
 
 // The one stack of this test process, shared by every scenario.
 var (
@@ -206,6 +206,14 @@ func TestReplicatedScenarios(t *testing.T) {
 // read from the per-instance series its /metrics lists for every instance it knows.
 func checkReplicas(t *testing.T, s *lab.Stack) {
 	t.Helper()
+	if e := s.Env("gateway"); e != nil && e["REGISTRY_ENDPOINTS"] == "" {
+		if _, off := e["REGISTRY_ENDPOINTS"]; off {
+			// The first scenario runs the callers on static URLs: check with discovery on.
+			if err := s.Reconfigure(context.Background(), ReplicatedBase()); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	resp, err := http.Get(s.ObserveURL("gateway", "metrics"))
 	if err != nil {
 		t.Fatalf("gateway's metrics: %v", err)

@@ -53,19 +53,23 @@ func envEqual(a, b map[string]map[string]string) bool {
 	return true
 }
 
-// Select returns the scenarios of Ordered(All()) whose id contains only ("" selects every one): the
-// ones that run on the shop's stack of one container per service.
+// Select returns the scenarios of Ordered(All()) whose id contains only or one of its comma-separated
+// parts ("" selects every one): the ones that run on the shop's stack of one container per service.
 func Select(only string) []experiment.Scenario { return selectFrom(All(), only) }
 
 // SelectReplicated returns the scenarios of Ordered(Replicated()) whose id contains only: the ones that
 // run on the replicated stack (lab.Config.Replicas), started after the others.
 func SelectReplicated(only string) []experiment.Scenario { return selectFrom(Replicated(), only) }
 
+// selectFrom keeps the scenarios whose id contains only, or any of its comma-separated parts.
 func selectFrom(pairs []Pair, only string) []experiment.Scenario {
 	var out []experiment.Scenario
 	for _, sc := range Ordered(pairs) {
-		if strings.Contains(sc.ID, only) {
-			out = append(out, sc)
+		for _, part := range strings.Split(only, ",") {
+			if strings.Contains(sc.ID, part) {
+				out = append(out, sc)
+				break
+			}
 		}
 	}
 	return out
