@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/url"
 	"regexp"
 	"slices"
@@ -71,7 +72,7 @@ func readCompose(t *testing.T) composeFile {
 
 func TestComposeServices(t *testing.T) {
 	c := readCompose(t)
-	for _, want := range []string{"toxiproxy", "catalog-1", "catalog-2", "payments-1", "payments-2", "orders", "gateway", "broker", "etcd"} {
+	for _, want := range []string{"toxiproxy", "catalog-1", "catalog-2", "payments-1", "payments-2", "orders", "gateway", "notifications", "broker", "etcd", "nats"} {
 		if _, ok := c.Services[want]; !ok {
 			t.Errorf("compose.yaml has no %s", want)
 		}
@@ -315,12 +316,8 @@ func TestComposeReplicas(t *testing.T) {
 	}
 
 	// The relay reaches every instance by its own name, so each replica's metrics can be read.
-	observe := map[string]string{}
-	for _, pair := range strings.Split(c.Services["toxiproxy"].Environment["LAB_OBSERVE"], ",") {
-		name, u, _ := strings.Cut(pair, "=")
-		observe[name] = u
-	}
-	for _, prog := range []string{"catalog", "payments", "orders", "gateway"} {
+	observe := observed(c)
+	for _, prog := range []string{"catalog", "payments", "orders", "gateway", "notifications"} {
 		for _, inst := range instancesOf(c, prog) {
 			if want := instanceURL(inst, prog); observe[inst] != want {
 				t.Errorf("LAB_OBSERVE has %s=%q, want %s", inst, observe[inst], want)
@@ -329,19 +326,223 @@ func TestComposeReplicas(t *testing.T) {
 	}
 }
 
+// observed is the Toxiproxy relay's LAB_OBSERVE: each observable name's base URL.
+func observed(c composeFile) map[string]string {
+	out := map[string]string{}
+	for _, pair := range strings.Split(c.Services["toxiproxy"].Environment["LAB_OBSERVE"], ",") {
+		name, u, _ := strings.Cut(pair, "=")
+		out[name] = u
+	}
+	return out
+}
+
+// TestComposeBrokerThroughToxiproxy: every service that publishes or consumes events reaches NATS
+// through its own proxy, named and numbered as the chaos lab's broker links.
+func TestComposeBrokerThroughToxiproxy(t *testing.T) {
+	for _, p := range brokerProblems(t, readCompose(t), readComposeProxyList(t), lab.BrokerLinks) {
+		t.Error(p)
+	}
+}
+
+// TestComposeBrokerCheckFailsOnBrokenFiles: brokerProblems reports each way the NATS wiring can break,
+// so TestComposeBrokerThroughToxiproxy passing means something.
+func TestComposeBrokerCheckFailsOnBrokenFiles(t *testing.T) {
+	without := func(list []proxy, name string) []proxy {
+		return slices.DeleteFunc(list, func(p proxy) bool { return p.Name == name })
+	}
+	cases := []struct {
+		name   string
+		break_ func(t *testing.T, c composeFile, list []proxy) (composeFile, []proxy)
+		want   string // a problem brokerProblems must report; "" for none
+	}{
+		{"a replica dials NATS directly", func(t *testing.T, c composeFile, l []proxy) (composeFile, []proxy) {
+			c.Services["catalog-2"].Environment["NATS_URL"] = "nats://nats:4222"
+			return c, l
+		}, `catalog-2: NATS_URL="nats://nats:4222", want nats://toxiproxy:20007`},
+		{"a service uses another's proxy", func(t *testing.T, c composeFile, l []proxy) (composeFile, []proxy) {
+			c.Services["orders"].Environment["NATS_URL"] = "nats://toxiproxy:20007"
+			return c, l
+		}, `orders: NATS_URL="nats://toxiproxy:20007", want nats://toxiproxy:20006`},
+		{"a replica without NATS_URL", func(t *testing.T, c composeFile, l []proxy) (composeFile, []proxy) {
+			delete(c.Services["payments-1"].Environment, "NATS_URL")
+			return c, l
+		}, `payments-1: NATS_URL="", want nats://toxiproxy:20008`},
+		{"a service that does not wait for NATS", func(t *testing.T, c composeFile, l []proxy) (composeFile, []proxy) {
+			delete(c.Services["notifications"].DependsOn, "nats")
+			return c, l
+		}, "notifications must wait for nats to be healthy"},
+		{"a service that does not wait for Toxiproxy", func(t *testing.T, c composeFile, l []proxy) (composeFile, []proxy) {
+			delete(c.Services["catalog-1"].DependsOn, "toxiproxy")
+			return c, l
+		}, "catalog-1 must wait for toxiproxy to be healthy"},
+		{"no notifications", func(t *testing.T, c composeFile, l []proxy) (composeFile, []proxy) {
+			delete(c.Services, "notifications")
+			return c, l
+		}, "broker link notifications-nats: no service runs notifications"},
+		{"a missing proxy", func(t *testing.T, c composeFile, l []proxy) (composeFile, []proxy) {
+			return c, without(l, "payments-nats")
+		}, "broker link payments-nats has no proxy"},
+		{"a proxy to the monitoring port", func(t *testing.T, c composeFile, l []proxy) (composeFile, []proxy) {
+			named(t, l, "orders-nats").Upstream = "nats:8222"
+			return c, l
+		}, "proxy orders-nats forwards to nats:8222, want nats:4222"},
+		{"a proxy on another port", func(t *testing.T, c composeFile, l []proxy) (composeFile, []proxy) {
+			named(t, l, "catalog-nats").Listen = "0.0.0.0:20070"
+			return c, l
+		}, "proxy catalog-nats listens on 0.0.0.0:20070, want 0.0.0.0:20007"},
+		{"a stray proxy to NATS", func(t *testing.T, c composeFile, l []proxy) (composeFile, []proxy) {
+			return c, append(slices.Clone(l[:len(l)-1]), proxy{Name: "gateway-nats", Listen: "0.0.0.0:20099", Upstream: "nats:4222", Enabled: true}, l[len(l)-1])
+		}, "proxy gateway-nats forwards to NATS but is no broker link"},
+		{"a broker proxy appended last", func(t *testing.T, c composeFile, l []proxy) (composeFile, []proxy) {
+			i := slices.IndexFunc(l, func(p proxy) bool { return p.Name == "notifications-nats" })
+			return c, append(slices.Delete(slices.Clone(l), i, i+1), l[i])
+		}, "toxiproxy's healthcheck waits for /proxies/orders-payments, but the last proxy of its file is notifications-nats"},
+		{"NATS not observable", func(t *testing.T, c composeFile, l []proxy) (composeFile, []proxy) {
+			env := c.Services["toxiproxy"].Environment
+			env["LAB_OBSERVE"] = strings.Replace(env["LAB_OBSERVE"], ",nats=http://nats:8222", "", 1)
+			return c, l
+		}, `LAB_OBSERVE has nats="", want http://nats:8222`},
+		{"a second replica of a linked service wired like the first", func(t *testing.T, c composeFile, l []proxy) (composeFile, []proxy) {
+			c.Services["notifications-2"] = c.Services["notifications"]
+			return c, l
+		}, ""}, // the control: a replica is checked as its service and passes when wired alike
+		{"a third replica wired apart", func(t *testing.T, c composeFile, l []proxy) (composeFile, []proxy) {
+			third := c.Services["payments-2"]
+			third.Environment = maps.Clone(third.Environment)
+			third.Environment["NATS_URL"] = "nats://toxiproxy:20006"
+			c.Services["payments-3"] = third
+			return c, l
+		}, `payments-3: NATS_URL="nats://toxiproxy:20006", want nats://toxiproxy:20008`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c, list := tc.break_(t, readCompose(t), readComposeProxyList(t))
+			checkProblems(t, brokerProblems(t, c, list, lab.BrokerLinks), tc.want)
+		})
+	}
+	// The lab without notifications' broker link: the stack's notifications reads NATS_URL outside any
+	// link, so a broker fault would miss it.
+	links := slices.DeleteFunc(slices.Clone(lab.BrokerLinks), func(l lab.Link) bool { return l.Caller == "notifications" })
+	checkProblems(t, brokerProblems(t, readCompose(t), readComposeProxyList(t), links),
+		"notifications reads NATS_URL, but no broker link of the lab starts at notifications")
+}
+
+// named returns the proxy called name in list, to break it in place.
+func named(t *testing.T, list []proxy, name string) *proxy {
+	t.Helper()
+	i := slices.IndexFunc(list, func(p proxy) bool { return p.Name == name })
+	if i < 0 {
+		t.Fatalf("toxiproxy/proxies.json has no proxy %s", name)
+	}
+	return &list[i]
+}
+
+func checkProblems(t *testing.T, problems []string, want string) {
+	t.Helper()
+	if want == "" {
+		if len(problems) > 0 {
+			t.Errorf("problems %q, want none", problems)
+		}
+		return
+	}
+	if !slices.Contains(problems, want) {
+		t.Errorf("problems %q, want one %q", problems, want)
+	}
+}
+
+// brokerProblems returns what is wrong with the stack's wiring to NATS: every broker link of the chaos
+// lab (scenarios/lab.BrokerLinks) has its proxy, enabled, on the link's port and forwarding to NATS;
+// every instance of the link's service (both replicas of catalog and payments) sets NATS_URL to that
+// proxy and starts once Toxiproxy and NATS are healthy; nothing else dials NATS; the relay can read
+// NATS's JetStream summary; and the last proxy of the file is still the one Toxiproxy's healthcheck
+// waits for.
+func brokerProblems(t *testing.T, c composeFile, list []proxy, links []lab.Link) []string {
+	t.Helper()
+	var ps []string
+	fail := func(format string, args ...any) { ps = append(ps, fmt.Sprintf(format, args...)) }
+	if _, ok := c.Services[lab.Broker]; !ok {
+		fail("compose.yaml has no %s", lab.Broker)
+	}
+	upstream := fmt.Sprintf("%s:%d", lab.Broker, lab.ServicePorts[lab.Broker])
+	byName := map[string]proxy{}
+	for _, p := range list {
+		byName[p.Name] = p
+		if p.Upstream == upstream && !slices.ContainsFunc(links, func(l lab.Link) bool { return l.Name == p.Name }) {
+			fail("proxy %s forwards to NATS but is no broker link", p.Name)
+		}
+	}
+	callers := map[string]bool{}
+	for _, l := range links {
+		callers[l.Caller] = true
+		p, ok := byName[l.Name]
+		switch {
+		case !ok:
+			fail("broker link %s has no proxy", l.Name)
+		case p.Listen != fmt.Sprintf("0.0.0.0:%d", l.Port):
+			fail("proxy %s listens on %s, want 0.0.0.0:%d", l.Name, p.Listen, l.Port)
+		case p.Upstream != upstream:
+			fail("proxy %s forwards to %s, want %s", l.Name, p.Upstream, upstream)
+		case !p.Enabled:
+			fail("proxy %s starts disabled", l.Name)
+		}
+		instances := instancesOf(c, l.Caller)
+		if len(instances) == 0 {
+			fail("broker link %s: no service runs %s", l.Name, l.Caller)
+		}
+		for _, inst := range instances {
+			svc := c.Services[inst]
+			if got, want := svc.Environment["NATS_URL"], fmt.Sprintf("nats://toxiproxy:%d", l.Port); got != want {
+				fail("%s: NATS_URL=%q, want %s", inst, got, want)
+			}
+			for _, dep := range []string{"toxiproxy", lab.Broker} {
+				if svc.DependsOn[dep].Condition != "service_healthy" {
+					fail("%s must wait for %s to be healthy", inst, dep)
+				}
+			}
+		}
+	}
+	// A program that reads NATS_URL outside every broker link would escape the broker faults.
+	for _, name := range slices.Sorted(maps.Keys(c.Services)) {
+		prog, p, ok := programOf(name)
+		if !ok || callers[prog] {
+			continue
+		}
+		env := maps.Clone(c.Services[name].Environment)
+		env["NATS_URL"] = "nats://toxiproxy:4222"
+		if !slices.Contains(p.unread(t, env), "NATS_URL") {
+			fail("%s reads NATS_URL, but no broker link of the lab starts at %s", name, prog)
+		}
+	}
+	if got, want := observed(c)[lab.Broker], fmt.Sprintf("http://%s:8222", lab.Broker); got != want {
+		fail("LAB_OBSERVE has %s=%q, want %s", lab.Broker, got, want)
+	}
+	if hc := c.Services["toxiproxy"].Healthcheck.Test; len(hc) == 4 && len(list) > 0 {
+		if u, err := url.Parse(hc[3]); err != nil || u.Path != "/proxies/"+list[len(list)-1].Name {
+			fail("toxiproxy's healthcheck waits for %s, but the last proxy of its file is %s", u.Path, list[len(list)-1].Name)
+		}
+	}
+	return ps
+}
+
+// readComposeProxyList reads the compose stack's Toxiproxy file in file order.
+func readComposeProxyList(t *testing.T) []proxy {
+	t.Helper()
+	var list []proxy
+	if err := json.Unmarshal(readFile(t, "toxiproxy/proxies.json"), &list); err != nil || len(list) == 0 {
+		t.Fatalf("toxiproxy/proxies.json: %v (%d proxies)", err, len(list))
+	}
+	return list
+}
+
 // readComposeProxies reads the compose stack's Toxiproxy file: its proxies by name and in file order.
 func readComposeProxies(t *testing.T) (map[string]proxy, []string) {
 	t.Helper()
-	data := readFile(t, "toxiproxy/proxies.json")
-	var list []proxy
-	if err := json.Unmarshal(data, &list); err != nil || len(list) == 0 {
-		t.Fatalf("toxiproxy/proxies.json: %v (%d proxies)", err, len(list))
-	}
+	list := readComposeProxyList(t)
 	order := make([]string, len(list))
 	for i, p := range list {
 		order[i] = p.Name
 	}
-	return readProxies(t, data), order
+	return readProxies(t, readFile(t, "toxiproxy/proxies.json")), order
 }
 
 // instancesOf returns the compose services that run program, sorted: the program's own service or its

@@ -20,6 +20,7 @@ import (
 	"github.com/resilience-lab/lab/scenarios/lab"
 	"github.com/resilience-lab/lab/services/catalog"
 	"github.com/resilience-lab/lab/services/gateway"
+	"github.com/resilience-lab/lab/services/notifications"
 	"github.com/resilience-lab/lab/services/orders"
 	"github.com/resilience-lab/lab/services/payments"
 	"github.com/resilience-lab/lab/services/platform"
@@ -39,11 +40,12 @@ type program struct {
 }
 
 var programs = map[string]program{
-	"catalog":  {binary: "catalog", unread: configReader(catalog.ConfigFromEnv), liveness: "/healthz", readiness: "/readyz", stateful: true},
-	"payments": {binary: "payments", unread: configReader(payments.ConfigFromEnv), liveness: "/healthz", readiness: "/readyz", stateful: true},
-	"orders":   {binary: "orders", unread: configReader(orders.ConfigFromEnv), liveness: "/healthz", readiness: "/readyz", stateful: true},
-	"gateway":  {binary: "gateway", unread: configReader(gateway.ConfigFromEnv), liveness: "/healthz", readiness: "/readyz", scalable: true},
-	"broker":   {binary: "broker", unread: configReader(broker.ConfigFromEnv), liveness: "/healthz", readiness: "/readyz", stateful: true},
+	"catalog":       {binary: "catalog", unread: configReader(catalog.ConfigFromEnv), liveness: "/healthz", readiness: "/readyz", stateful: true},
+	"payments":      {binary: "payments", unread: configReader(payments.ConfigFromEnv), liveness: "/healthz", readiness: "/readyz", stateful: true},
+	"orders":        {binary: "orders", unread: configReader(orders.ConfigFromEnv), liveness: "/healthz", readiness: "/readyz", stateful: true},
+	"gateway":       {binary: "gateway", unread: configReader(gateway.ConfigFromEnv), liveness: "/healthz", readiness: "/readyz", scalable: true},
+	"notifications": {binary: "notifications", unread: configReader(notifications.ConfigFromEnv), liveness: "/healthz", readiness: "/readyz", stateful: true},
+	"broker":        {binary: "broker", unread: configReader(broker.ConfigFromEnv), liveness: "/healthz", readiness: "/readyz", stateful: true},
 	// Toxiproxy's API has no health paths: it is alive when it answers /version and ready once the last
 	// proxy of its config file exists.
 	"toxiproxy": {binary: "toxiproxy", unread: sourceReader("../scenarios/lab/toxiproxy/cmd/toxiproxy/main.go"),
