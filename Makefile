@@ -83,7 +83,7 @@ demo: images ## Start the shop as containers, walk one customer through the gate
 	$(GO) run ./scenarios/cmd/demo -gateway http://127.0.0.1:8080 -wait 60s
 
 .PHONY: stack-up
-stack-up: images ## Start the shop stack (catalog and payments ×2, etcd, Toxiproxy on every link and replica, NATS, broker) and wait until it is healthy
+stack-up: images ## Start the shop stack (catalog and payments ×2, notifications, etcd, Toxiproxy on every link, replica and service→NATS, NATS, broker) and wait until it is healthy
 	$(COMPOSE) up -d --no-build --remove-orphans
 	@for i in $$(seq 120); do \
 	  states=$$(docker inspect -f '{{.State.Health.Status}}' $$($(COMPOSE) ps -q) | sort -u | xargs); \
