@@ -214,26 +214,28 @@ func served(instance string) experiment.Match {
 	return experiment.Match{Metric: "http_server_requests_total", Service: instance, Routes: catalogRoutes}
 }
 
-// The registry is away for 4.5 s (less than the 10 s lease, so no registration is lost); the spare
-// replica starts at once and takes 2–4 s to come up on this machine, so it is up before the registry
-// returns; it is stopped (and deregisters) at 14 s, leaving 2 s to judge recovery.
+// The registry is away for 6 s (less than the 10 s lease, so no registration is lost). The spare
+// replica starts just after it goes and takes 2–5 s to come up on this busy machine, so it is up before
+// the registry returns; it is stopped (and deregisters) at 13.5 s, which takes up to 3 s, leaving two
+// seconds to judge recovery.
 const (
 	registryOff    = 2 * time.Second
-	registryBack   = 6500 * time.Millisecond
+	registryBack   = 8 * time.Second
 	spareStart     = 2100 * time.Millisecond
-	spareStop      = 14 * time.Second
-	registryRunFor = 16 * time.Second
+	spareStop      = 13500 * time.Millisecond
+	registryRunFor = 18 * time.Second
 	// joinBound is how soon after the registry returns the spare must get calls: the etcd clients'
 	// connections come back on gRPC's reconnect backoff (1 s × 1.6ⁿ), the registration's own retries
-	// back off to at most 5 s, and the callers' watch then delivers the new key at once. Measured:
-	// 1.6 s after a 3.5 s outage; the bound leaves the spare time to be called before it is stopped.
-	joinBound = 7 * time.Second
+	// back off to at most 5 s, and the callers' watch then delivers the new key at once. Measured
+	// 0.9–1.9 s after outages of 3.5–4.5 s; the bound leaves the spare time to be called before it is
+	// stopped.
+	joinBound = 5 * time.Second
 )
 
 func registryDown() Pair {
 	spare := "catalog-3"
 	s := replicaBase("registry-down", "Registry down while a replica joins",
-		"The registry (etcd) is unreachable for 4.5 s: its proxy goes down, cutting every watch, keep-alive and registration. At once a third catalog replica starts and tries to register. Without discovery (the callers' static URLs) nothing changes during the outage, and the new replica never gets a call: a static list does not learn of it. With discovery, the callers keep the instance set they had (two catalog replicas) while the registry is away, so no request fails; the new replica registers once the registry is back, and the callers' watch brings it calls within seconds.",
+		"The registry (etcd) is unreachable for 6 s: its proxy goes down, cutting every watch, keep-alive and registration. At once a third catalog replica starts and tries to register. Without discovery (the callers' static URLs) nothing changes during the outage, and the new replica never gets a call: a static list does not learn of it. With discovery, the callers keep the instance set they had (two catalog replicas) while the registry is away, so no request fails; the new replica registers once the registry is back, and the callers' watch brings it calls within seconds.",
 		registryRunFor,
 		fault.Step{Fault: fault.LinkDown{Link: lab.RegistryLink}, From: registryOff, To: registryBack},
 		fault.Step{Fault: fault.Container{Service: spare, Action: fault.Start}, From: spareStart, To: spareStop})
@@ -313,10 +315,12 @@ func joinedAfterRegistry(probe *experiment.InstanceProbe, instance string, bound
 
 // ---- a replica killed: lease expiry -------------------------------------------------------------
 
+// catalog-2 is killed at 2 s and started again at 7 s; being ready again takes it up to 3 s on this
+// machine, and recovery is judged over two seconds after that.
 const (
 	killAt      = 2 * time.Second
-	killUntil   = 8 * time.Second
-	killRunFor  = 11 * time.Second
+	killUntil   = 7 * time.Second
+	killRunFor  = 13 * time.Second
 	shortLease  = 3 * time.Second
 	longLease   = 30 * time.Second
 	leaseMargin = 1500 * time.Millisecond
@@ -325,7 +329,7 @@ const (
 func catalogReplicaKilled() Pair {
 	dead := "catalog-2"
 	s := replicaBase("catalog-replica-killed", "A catalog replica killed",
-		"catalog-2 gets SIGKILL: it cannot deregister, its key stays in the registry until its lease expires. With a 30 s lease the callers keep sending it half of the catalog calls until it is started again 6 s later; with a 3 s lease (kept alive every second) etcd deletes the key 2–3 s after the kill and the callers' watch drops it: no call goes to it after that. Outlier ejection and retries are off in both variants, so the lease alone decides.",
+		"catalog-2 gets SIGKILL: it cannot deregister, its key stays in the registry until its lease expires. With a 30 s lease the callers keep sending it half of the catalog calls until it is started again 5 s later (each of those calls hangs until the client's 3 s timeout: the dead container's address no longer answers); with a 3 s lease (kept alive every second) etcd deletes the key 2–3 s after the kill and the callers' watch drops it: no call goes to it after that. Outlier ejection and retries are off in both variants, so the lease alone decides.",
 		killRunFor, fault.Step{Fault: fault.Container{Service: dead, Action: fault.Kill}, From: killAt, To: killUntil})
 	chart := instanceChart("calls to each catalog replica", []string{"catalog-1", "catalog-2"})
 	lease := func(ttl time.Duration) map[string]map[string]string {
