@@ -216,20 +216,20 @@ func served(instance string) experiment.Match {
 
 // The registry is away for 6 s (less than the 10 s lease, so no registration is lost). The spare
 // replica starts just after it goes and takes 2–5 s to come up on this busy machine, so it is up before
-// the registry returns; it is stopped (and deregisters) at 13.5 s, which takes up to 3 s, leaving two
+// the registry returns; it is stopped (and deregisters) at 14.5 s, which takes up to 3 s, leaving two
 // seconds to judge recovery.
 const (
 	registryOff    = 2 * time.Second
 	registryBack   = 8 * time.Second
 	spareStart     = 2100 * time.Millisecond
-	spareStop      = 13500 * time.Millisecond
-	registryRunFor = 18 * time.Second
+	spareStop      = 14500 * time.Millisecond
+	registryRunFor = 19 * time.Second
 	// joinBound is how soon after the registry returns the spare must get calls: the etcd clients'
 	// connections come back on gRPC's reconnect backoff (1 s × 1.6ⁿ), the registration's own retries
 	// back off to at most 5 s, and the callers' watch then delivers the new key at once. Measured
-	// 0.9–1.9 s after outages of 3.5–4.5 s; the bound leaves the spare time to be called before it is
-	// stopped.
-	joinBound = 5 * time.Second
+	// 0.9–1.9 s after outages of 3.5–4.5 s, 3.0 s after this 6 s one; the bound leaves the spare time
+	// to be called before it is stopped.
+	joinBound = 6 * time.Second
 )
 
 func registryDown() Pair {
