@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -60,6 +61,39 @@ func TestParse(t *testing.T) {
 	steps, err := Parse("payments:kill@5s-15s; orders-catalog:latency=1s@20s-25s", links)
 	if err != nil || len(steps) != 2 {
 		t.Fatalf("two specs: %v, %d steps", err, len(steps))
+	}
+}
+
+func TestServiceTargetsReachEveryReplica(t *testing.T) {
+	links := []string{"gateway-catalog", "orders-catalog", "gateway-catalog-1", "orders-catalog-1",
+		"gateway-catalog-2", "gateway-catalog-v2", "gateway-orders", "orders-payments-1", "catalog-nats"}
+	names := func(spec string) []string {
+		t.Helper()
+		steps, err := Parse(spec, links)
+		if err != nil {
+			t.Fatalf("%s: %v", spec, err)
+		}
+		faults := []Fault{steps[0].Fault}
+		if g, ok := steps[0].Fault.(Group); ok {
+			faults = g.Faults
+		}
+		var out []string
+		for _, f := range faults {
+			link, _, _ := strings.Cut(f.Name(), ":")
+			out = append(out, link)
+		}
+		return out
+	}
+	for spec, want := range map[string][]string{
+		"catalog:down":           {"gateway-catalog", "orders-catalog", "gateway-catalog-1", "orders-catalog-1", "gateway-catalog-2", "gateway-catalog-v2"},
+		"catalog-1:down":         {"gateway-catalog-1", "orders-catalog-1"},
+		"gateway-catalog-2:down": {"gateway-catalog-2"},
+		"payments:down":          {"orders-payments-1"},
+		"orders:down":            {"gateway-orders"},
+	} {
+		if got := names(spec); !slices.Equal(got, want) {
+			t.Errorf("%s acts on %v, want %v", spec, got, want)
+		}
 	}
 }
 

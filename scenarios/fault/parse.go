@@ -103,14 +103,17 @@ func parseOne(spec string, links []string) (Step, error) {
 	return step, nil
 }
 
-// resolveLinks returns target when it is a link, else every link whose callee is target.
+// resolveLinks returns target when it is a link, else every link whose callee is target: the link
+// itself (caller-target) and the proxy of each of target's instances on it (caller-target-1,
+// caller-target-v2), so a fault on a replicated service reaches every replica.
 func resolveLinks(target string, links []string) ([]string, error) {
 	if slices.Contains(links, target) {
 		return []string{target}, nil
 	}
 	var out []string
 	for _, l := range links {
-		if strings.HasSuffix(l, "-"+target) {
+		_, instance, replica := strings.Cut(l, "-"+target+"-")
+		if strings.HasSuffix(l, "-"+target) || (replica && instance != "" && !strings.Contains(instance, "-")) {
 			out = append(out, l)
 		}
 	}

@@ -1173,10 +1173,11 @@ func (s *Stack) FaultTarget() fault.Target {
 	return fault.Target{Toxiproxy: s.Toxiproxy, Containers: s}
 }
 
-// LinkNames are the names of every link, HTTP and broker, for fault.Parse.
+// LinkNames are the names of every proxy a lab stack (or the compose stack, which names its proxies
+// alike) may have, for fault.Parse: the links, HTTP and broker, and each replica's proxy on its links.
 func LinkNames() []string {
 	var names []string
-	for _, l := range AllLinks() {
+	for _, l := range slices.Concat(AllLinks(), instanceLinks()) {
 		names = append(names, l.Name)
 	}
 	return names

@@ -442,3 +442,26 @@ func TestFailedRollbackExitsThree(t *testing.T) {
 		t.Fatalf("exit %d, want %d\nstdout:\n%s\nstderr:\n%s", code, exitFailed, out, errOut)
 	}
 }
+
+// TestFaultOnAReplicaActsOnItsProxy targets one replica of the compose stack (catalog-1, behind
+// gateway-catalog-1): the name passes the check against the lab's proxy names and the toxic lands on
+// that replica's proxy.
+func TestFaultOnAReplicaActsOnItsProxy(t *testing.T) {
+	upstream := healthz()
+	defer upstream.Close()
+	tp := startToxiproxy(t, "gateway-catalog-1", upstream, nil)
+	dir := t.TempDir()
+	code, out, errOut := runCLI(t, noEnv, "--target", tp.target(), "--mix", trivialMix,
+		"--profile", "constant:rate=10,d=3s", "--fault", "catalog-1:latency=300ms@1s-2s",
+		"--toxiproxy", tp.api.URL, "--out", dir, "--progress", "off")
+	if code != exitOK {
+		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	o := readOutputs(t, dir)
+	if len(o.Faults) != 2 || o.Faults[0].Fault != "gateway-catalog-1: latency 300ms" || o.Faults[0].Error != "" {
+		t.Fatalf("fault events: %+v", o.Faults)
+	}
+	if p99 := o.Result.Seconds[1].Latency.P99; p99 < 290 {
+		t.Errorf("second 1, inside the fault: p99 %.1f ms, want ≥ 300 ms", p99)
+	}
+}
