@@ -227,7 +227,7 @@ const (
 	// joinBound is how soon after the registry returns the spare must get calls: the etcd clients'
 	// connections come back on gRPC's reconnect backoff (1 s × 1.6ⁿ), the registration's own retries
 	// back off to at most 5 s, and the callers' watch then delivers the new key at once. Measured
-	// 0.9–1.9 s after outages of 3.5–4.5 s, 3.0 s after this 6 s one; the bound leaves the spare time
+	// 0.9–1.9 s after outages of 3.5–4.5 s, 3.0 and 3.6 s after this 6 s one; the bound leaves the spare time
 	// to be called before it is stopped.
 	joinBound = 6 * time.Second
 )

@@ -83,8 +83,14 @@ func needStack(t *testing.T) *lab.Stack {
 // published beyond 127.0.0.1.
 func TestContainersAreHardened(t *testing.T) {
 	s := needStack(t)
+	checkHardened(t, s, append(slices.Clone(lab.Services), lab.Broker, "toxiproxy"))
+}
+
+// checkHardened checks the containers names of s as TestContainersAreHardened says.
+func checkHardened(t *testing.T, s *lab.Stack, names []string) {
+	t.Helper()
 	ctx := context.Background()
-	for _, name := range append(slices.Clone(lab.Services), lab.Broker, "toxiproxy") {
+	for _, name := range names {
 		c, ok := s.Container(name)
 		if !ok {
 			t.Errorf("%s: no container", name)
@@ -197,6 +203,13 @@ func TestReplicatedScenarios(t *testing.T) {
 		t.Logf("replicated stack and its %d scenario runs: %.0f s", len(scs), time.Since(begin).Seconds())
 	}()
 	defer rs.CloseOnPanic()
+	names := []string{lab.Broker, lab.Registry, "toxiproxy"}
+	for _, inst := range lab.ReplicaInstances {
+		if !inst.Optional {
+			names = append(names, inst.Name)
+		}
+	}
+	checkHardened(t, rs, names)
 	checkReplicas(t, rs)
 	runScenarios(t, rs, scs)
 }
