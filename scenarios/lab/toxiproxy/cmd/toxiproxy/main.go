@@ -3,8 +3,9 @@
 // through the same API as the TCP toxics. It is built into a FROM-scratch image like the services.
 //
 // Only the gateway and this API are published to the host, so the API also relays a few read-only
-// observation paths of the services (GET /observe/{service}/metrics, …/debug/resilience, …/readyz, the
-// broker's …/jsz, notifications' …/notifications?customer_id=…) for the lab's measurements. The relay
+// observation paths of the services (GET /observe/{service}/metrics, …/debug/resilience,
+// …/debug/discovery, …/readyz, the registry's …/health, the broker's …/jsz, notifications'
+// …/notifications?customer_id=…) for the lab's measurements. The relay
 // dials the services directly, never through a proxy, so a fault on a link does not blind the
 // measurement of it. LAB_OBSERVE lists the services: catalog=http://catalog:8081,…
 //
@@ -113,10 +114,10 @@ func main() {
 }
 
 // observablePaths are the read-only paths the relay forwards (with their query): the services'
-// probes, metrics and policy state, the broker's JetStream summary, and the notifications a scenario
-// counts to account for every order event.
-var observablePaths = map[string]bool{"metrics": true, "debug/resilience": true, "readyz": true, "healthz": true,
-	"jsz": true, "notifications": true}
+// probes, metrics, policy and balancer state, the broker's JetStream summary, the registry's health
+// (etcd's /health), and the notifications a scenario counts to account for every order event.
+var observablePaths = map[string]bool{"metrics": true, "debug/resilience": true, "debug/discovery": true,
+	"readyz": true, "healthz": true, "health": true, "jsz": true, "notifications": true}
 
 // parseObserve reads LAB_OBSERVE: comma-separated name=base-URL pairs.
 func parseObserve(spec string) (map[string]*url.URL, error) {
