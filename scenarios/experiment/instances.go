@@ -11,10 +11,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
-
 	"github.com/resilience-lab/lab/loadtest/plot"
+	"github.com/resilience-lab/lab/scenarios/measure"
 )
 
 // InstanceProbe samples the callers' client-side discovery series — per-instance attempts and
@@ -134,43 +132,16 @@ func readInstanceMetrics(ctx context.Context, hc *http.Client, service, url stri
 // ParseInstanceMetrics keeps the discovery_* and canary_* series of one caller's exposition, and the
 // requests it served by route (http_server_requests_total): what an instance itself saw.
 func ParseInstanceMetrics(service string, r io.Reader) (map[InstanceKey]float64, error) {
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(r)
+	out := map[InstanceKey]float64{}
+	keep := func(name string) bool {
+		return strings.HasPrefix(name, "discovery_") || strings.HasPrefix(name, "canary_") || name == "http_server_requests_total"
+	}
+	err := measure.EachSeries(r, keep, func(name string, label func(string) string, v float64) {
+		out[InstanceKey{Service: service, Metric: name, Downstream: label("downstream"), Instance: label("instance"),
+			Outcome: label("outcome"), Version: label("version"), Route: label("route")}] += v
+	})
 	if err != nil {
 		return nil, fmt.Errorf("parse metrics of %s: %w", service, err)
-	}
-	out := map[InstanceKey]float64{}
-	for name, fam := range fams {
-		if !strings.HasPrefix(name, "discovery_") && !strings.HasPrefix(name, "canary_") && name != "http_server_requests_total" {
-			continue
-		}
-		for _, m := range fam.GetMetric() {
-			k := InstanceKey{Service: service, Metric: name}
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "downstream":
-					k.Downstream = l.GetValue()
-				case "instance":
-					k.Instance = l.GetValue()
-				case "outcome":
-					k.Outcome = l.GetValue()
-				case "version":
-					k.Version = l.GetValue()
-				case "route":
-					k.Route = l.GetValue()
-				}
-			}
-			var v float64
-			switch {
-			case m.GetCounter() != nil:
-				v = m.GetCounter().GetValue()
-			case m.GetGauge() != nil:
-				v = m.GetGauge().GetValue()
-			default:
-				v = m.GetUntyped().GetValue()
-			}
-			out[k] += v
-		}
 	}
 	return out, nil
 }

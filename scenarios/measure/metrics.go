@@ -6,6 +6,7 @@
 package measure
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -149,36 +150,47 @@ var keptMetrics = map[string]bool{
 // counter and gauge by downstream (and target state), http_server_requests_total by route, and the
 // events pipeline's series (keptMetrics).
 func ParseMetrics(service string, r io.Reader) (map[Key]float64, error) {
-	parser := expfmt.NewTextParser(model.UTF8Validation)
-	fams, err := parser.TextToMetricFamilies(r)
+	out := map[Key]float64{}
+	keep := func(name string) bool { return strings.HasPrefix(name, "resilience_") || keptMetrics[name] }
+	err := EachSeries(r, keep, func(name string, label func(string) string, v float64) {
+		k := Key{Service: service, Metric: name, Downstream: label("downstream"), Route: label("route"), To: label("to")}
+		if strings.HasPrefix(name, "events_") || strings.HasPrefix(name, "notifications_") {
+			k.Label = cmp.Or(label("outcome"), label("event_type"))
+		}
+		out[k] += v
+	})
 	if err != nil {
 		return nil, fmt.Errorf("parse metrics of %s: %w", service, err)
 	}
-	out := map[Key]float64{}
+	return out, nil
+}
+
+// EachSeries parses a Prometheus text exposition and calls fn with every series of the families keep
+// accepts: the family's name, a lookup of the series' labels ("" when absent) and its value (a
+// histogram's or summary's sample count).
+func EachSeries(r io.Reader, keep func(name string) bool, fn func(name string, label func(string) string, v float64)) error {
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := parser.TextToMetricFamilies(r)
+	if err != nil {
+		return err
+	}
 	for name, fam := range fams {
-		if !strings.HasPrefix(name, "resilience_") && !keptMetrics[name] {
+		if !keep(name) {
 			continue
 		}
 		for _, m := range fam.GetMetric() {
-			k := Key{Service: service, Metric: name}
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "downstream":
-					k.Downstream = l.GetValue()
-				case "route":
-					k.Route = l.GetValue()
-				case "to":
-					k.To = l.GetValue()
-				case "outcome", "event_type":
-					if strings.HasPrefix(name, "events_") || strings.HasPrefix(name, "notifications_") {
-						k.Label = l.GetValue()
+			label := func(n string) string {
+				for _, l := range m.GetLabel() {
+					if l.GetName() == n {
+						return l.GetValue()
 					}
 				}
+				return ""
 			}
-			out[k] += value(fam.GetType(), m)
+			fn(name, label, value(fam.GetType(), m))
 		}
 	}
-	return out, nil
+	return nil
 }
 
 func value(t dto.MetricType, m *dto.Metric) float64 {
