@@ -151,8 +151,9 @@ bench: ## Resilience policy benchmarks (see docs/performance.md)
 ## ---- clean ----------------------------------------------------------------------------------------
 
 .PHONY: clean
-clean: ## Remove containers, networks and images the lab left behind (by label), and build outputs
+clean: ## Remove the containers, volumes and networks the lab left behind (by label), and build outputs (images stay: the build cache)
 	-@$(COMPOSE) down -v --remove-orphans >/dev/null 2>&1 || true
-	-@ids=$$(docker ps -aq --filter label=$(LABEL) 2>/dev/null); [ -z "$$ids" ] || docker rm -f $$ids >/dev/null
+	-@ids=$$(docker ps -aq --filter label=$(LABEL) 2>/dev/null); [ -z "$$ids" ] || docker rm -f -v $$ids >/dev/null
+	-@ids=$$(docker volume ls -q --filter label=$(LABEL) 2>/dev/null); [ -z "$$ids" ] || docker volume rm $$ids >/dev/null
 	-@ids=$$(docker network ls -q --filter label=$(LABEL) 2>/dev/null); [ -z "$$ids" ] || docker network rm $$ids >/dev/null
 	rm -rf bin results
