@@ -16,7 +16,6 @@ import (
 	"compress/gzip"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -232,7 +231,7 @@ func (s *Store) Stats() Stats {
 func (s *Store) Register(mux *http.ServeMux) {
 	mux.HandleFunc("/v1/traces", s.export)
 	mux.HandleFunc("GET /traces/{traceid}", s.getTrace)
-	mux.HandleFunc("GET /traces", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, s.Stats()) })
+	mux.HandleFunc("GET /traces", func(w http.ResponseWriter, r *http.Request) { platform.WriteJSON(w, http.StatusOK, s.Stats()) })
 }
 
 // Handler is the store's endpoints on a mux of their own.
@@ -332,12 +331,7 @@ func (s *Store) getTrace(w http.ResponseWriter, r *http.Request) {
 		platform.WriteError(w, platform.NotFound("no trace %s: never received, or evicted (the store keeps the last %d)", id, s.o.MaxTraces))
 		return
 	}
-	writeJSON(w, t)
-}
-
-func writeJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json; charset=utf-8")
-	_ = json.NewEncoder(w).Encode(v)
+	platform.WriteJSON(w, http.StatusOK, t)
 }
 
 // unmarshalJSON decodes OTLP/JSON. It differs from protojson's mapping only in trace and span ids,
