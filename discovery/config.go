@@ -9,8 +9,9 @@ import (
 )
 
 // RegistryConfigFromEnv reads REGISTRY_ENDPOINTS (comma-separated etcd URLs; empty: discovery off,
-// clients use their static *_URL), REGISTRY_TTL, REGISTRY_REQUEST_TIMEOUT, REGISTRY_RESYNC_INTERVAL and
-// REGISTRY_DIAL_TIMEOUT over DefaultRegistryConfig. Bad values are recorded in env.
+// clients use their static *_URL), REGISTRY_TTL, REGISTRY_REQUEST_TIMEOUT, REGISTRY_RESYNC_INTERVAL,
+// REGISTRY_DIAL_TIMEOUT and REGISTRY_DEREGISTER_GRACE over DefaultRegistryConfig. Bad values are recorded
+// in env.
 func RegistryConfigFromEnv(env *platform.Env) RegistryConfig {
 	c := DefaultRegistryConfig()
 	c.Endpoints = splitList(env.String("REGISTRY_ENDPOINTS", ""))
@@ -18,6 +19,7 @@ func RegistryConfigFromEnv(env *platform.Env) RegistryConfig {
 	c.RequestTimeout = env.Duration("REGISTRY_REQUEST_TIMEOUT", c.RequestTimeout)
 	c.ResyncInterval = env.Duration("REGISTRY_RESYNC_INTERVAL", c.ResyncInterval)
 	c.DialTimeout = env.Duration("REGISTRY_DIAL_TIMEOUT", c.DialTimeout)
+	c.DeregisterGrace = env.Duration("REGISTRY_DEREGISTER_GRACE", c.DeregisterGrace)
 	for _, e := range c.Endpoints {
 		if _, err := platform.ParseBaseURL(e); err != nil {
 			env.Fail("REGISTRY_ENDPOINTS: %v", err)

@@ -21,18 +21,21 @@ type RegistryConfig struct {
 	RequestTimeout time.Duration // bound of each etcd call, so a registry outage never blocks a caller
 	ResyncInterval time.Duration // a full re-read of each watched prefix, besides the watch
 	DialTimeout    time.Duration
+	// DeregisterGrace is how long a stopping instance keeps serving after it deregistered, so its
+	// callers' watches drop it before its listener closes (at most half of the drain time is spent).
+	DeregisterGrace time.Duration
 }
 
 // DefaultRegistryConfig: go-kit's suggested 10s TTL (etcd's client refreshes the lease every TTL/3).
 func DefaultRegistryConfig() RegistryConfig {
 	return RegistryConfig{TTL: 10 * time.Second, RequestTimeout: 2 * time.Second,
-		ResyncInterval: 30 * time.Second, DialTimeout: 2 * time.Second}
+		ResyncInterval: 30 * time.Second, DialTimeout: 2 * time.Second, DeregisterGrace: time.Second}
 }
 
 // Validate reports settings out of range. etcd grants leases in whole seconds.
 func (c RegistryConfig) Validate() error {
-	if c.TTL < time.Second || c.RequestTimeout <= 0 || c.ResyncInterval <= 0 || c.DialTimeout <= 0 {
-		return fmt.Errorf("registry: want ttl >= 1s and positive request timeout, resync interval and dial timeout, got %+v", c)
+	if c.TTL < time.Second || c.RequestTimeout <= 0 || c.ResyncInterval <= 0 || c.DialTimeout <= 0 || c.DeregisterGrace < 0 {
+		return fmt.Errorf("registry: want ttl >= 1s, positive request timeout, resync interval and dial timeout, and deregister grace >= 0, got %+v", c)
 	}
 	return nil
 }

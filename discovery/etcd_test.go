@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/go-kit/kit/sd/etcdv3"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -175,4 +176,47 @@ func TestRegistrationComesBackAfterTheLeaseIsLost(t *testing.T) {
 		resp, err := admin.cli.Get(ctx, key)
 		return err == nil && len(resp.Kvs) == 1 && resp.Kvs[0].Lease != lease && string(resp.Kvs[0].Value) == a.url()
 	})
+}
+
+// A stopping instance deregisters and keeps serving for the deregister grace: by the time its listener
+// would close, the callers' watch has already dropped it, so no call is sent to a closed port.
+func TestBeforeDrainWaitsForTheCallersToDropTheInstance(t *testing.T) {
+	srv := etcdtest.Start(t)
+	a, b := newReplica(t, "a"), newReplica(t, "b")
+	register(t, srv, a, 10*time.Second)
+	cfg := ServiceConfig{Registry: DefaultRegistryConfig(), Register: true,
+		Instance: Instance{Service: "catalog", Version: "v1", ID: "b", URL: b.url()}}
+	cfg.Registry.Endpoints = srv.Endpoints()
+	cfg.Registry.DeregisterGrace = 600 * time.Millisecond
+	d, err := cfg.Start("catalog", prometheus.NewRegistry(), nil, discardLogger())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = d.Close() })
+	bal := watch(t, srv)
+	eventually(t, 30*time.Second, "both instances discovered", func() bool { return instanceCount(bal) == 2 })
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	begin := time.Now()
+	d.BeforeDrain()(ctx)
+	took := time.Since(begin)
+	if took < cfg.Registry.DeregisterGrace {
+		t.Errorf("BeforeDrain returned after %s, before its %s grace", took, cfg.Registry.DeregisterGrace)
+	}
+	if n := instanceCount(bal); n != 1 {
+		t.Fatalf("when the drain would close the listener the caller still knows %d instances, want only a", n)
+	}
+	if seen := reached(t, bal, 4); seen["a"] != 4 {
+		t.Fatalf("calls reached %v, want only a", seen)
+	}
+
+	// The grace never takes more than half of what is left of the drain.
+	short, cancelShort := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancelShort()
+	begin = time.Now()
+	d.BeforeDrain()(short)
+	if took := time.Since(begin); took > 150*time.Millisecond {
+		t.Errorf("with 200 ms of drain left BeforeDrain took %s, want at most half", took)
+	}
 }

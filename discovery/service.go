@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"time"
 
 	"github.com/go-kit/kit/sd/etcdv3"
 	"github.com/prometheus/client_golang/prometheus"
@@ -81,6 +82,7 @@ func ServiceConfigFromEnv(env *platform.Env, service string, register bool, link
 type Discovery struct {
 	client     *Client
 	registrar  *etcdv3.Registrar
+	grace      time.Duration // RegistryConfig.DeregisterGrace
 	deregister sync.Once
 	instancers []*etcdv3.Instancer
 	balancers  map[string]*Balancer
@@ -98,7 +100,7 @@ func (c ServiceConfig) Start(service string, reg prometheus.Registerer, hook pol
 	if err != nil {
 		return nil, err
 	}
-	d := &Discovery{client: client, balancers: map[string]*Balancer{}}
+	d := &Discovery{client: client, balancers: map[string]*Balancer{}, grace: c.Registry.DeregisterGrace}
 	names := make([]string, 0, len(c.Links))
 	for name := range c.Links {
 		names = append(names, name)
@@ -197,13 +199,30 @@ func (d *Discovery) Extra(extra map[string]http.Handler) map[string]http.Handler
 	return extra
 }
 
-// BeforeDrain is platform.Service.BeforeDrain for a registered instance: it deregisters, so callers
-// stop picking the instance before it stops answering. nil when nothing is registered.
+// BeforeDrain is platform.Service.BeforeDrain for a registered instance: it deregisters, then keeps
+// serving for the deregister grace (at most half of what is left of the drain), because callers learn
+// of the deregistration through their watch a little later and would otherwise pick an instance whose
+// listener is already closed: a refused connection, a failed call. nil when nothing is registered.
 func (d *Discovery) BeforeDrain() func(context.Context) {
 	if d == nil || d.registrar == nil {
 		return nil
 	}
-	return func(context.Context) { d.Deregister() }
+	return func(ctx context.Context) {
+		d.Deregister()
+		wait := d.grace
+		if deadline, ok := ctx.Deadline(); ok {
+			wait = min(wait, time.Until(deadline)/2)
+		}
+		if wait <= 0 {
+			return
+		}
+		t := time.NewTimer(wait)
+		defer t.Stop()
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+		}
+	}
 }
 
 // Deregister removes the instance from the registry, once (Client.Deregister is bounded by the
