@@ -1,6 +1,7 @@
 // Command toxiproxy is the lab's Toxiproxy server: the upstream server of github.com/Shopify/toxiproxy/v2
 // with the lab's http_fault toxic registered, so HTTP-level faults (error answers, delayed headers) go
-// through the same API as the TCP toxics. It is built into a FROM-scratch image like the services.
+// through the same API as the TCP toxics, and bandwidth and slicer replaced by versions that can always
+// be removed (package interruptible). It is built into a FROM-scratch image like the services.
 //
 // Only the gateway and this API are published to the host, so the API also relays a few read-only
 // observation paths of the services (GET /observe/{service}/metrics, …/debug/resilience,
@@ -38,6 +39,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/resilience-lab/lab/scenarios/lab/toxiproxy/httpfault"
+	"github.com/resilience-lab/lab/scenarios/lab/toxiproxy/interruptible"
 	"github.com/resilience-lab/lab/scenarios/lab/toxiproxy/tracestore"
 	"github.com/resilience-lab/lab/services/platform"
 )
@@ -74,6 +76,7 @@ func main() {
 	}
 
 	httpfault.Register()
+	interruptible.Register()
 	server := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), logger)
 	if *config != "" {
 		f, err := os.Open(*config)
