@@ -90,25 +90,11 @@ func (p *InstanceProbe) Samples() []InstanceSample {
 }
 
 func (p *InstanceProbe) sampleOnce(ctx context.Context, hc *http.Client, lab Lab) InstanceSample {
-	s := InstanceSample{At: time.Now(), Values: map[InstanceKey]float64{}}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, svc := range p.Services {
-		wg.Go(func() {
-			vals, err := readInstanceMetrics(ctx, hc, svc, lab.ObserveURL(svc, "metrics"))
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				s.Missing = append(s.Missing, svc)
-				return
-			}
-			for k, v := range vals {
-				s.Values[k] += v
-			}
-		})
-	}
-	wg.Wait()
-	return s
+	at := time.Now()
+	values, missing := measure.ReadEach(ctx, p.Services, func(ctx context.Context, svc string) (map[InstanceKey]float64, error) {
+		return readInstanceMetrics(ctx, hc, svc, lab.ObserveURL(svc, "metrics"))
+	})
+	return InstanceSample{At: at, Values: values, Missing: missing}
 }
 
 func readInstanceMetrics(ctx context.Context, hc *http.Client, service, url string) (map[InstanceKey]float64, error) {

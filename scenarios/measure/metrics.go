@@ -94,26 +94,35 @@ func (s *Scraper) Scrapes() []Scrape {
 
 // ScrapeOnce reads every service once, concurrently.
 func (s *Scraper) ScrapeOnce(ctx context.Context) Scrape {
-	sc := Scrape{At: time.Now(), Values: map[Key]float64{}}
+	at := time.Now()
+	values, missing := ReadEach(ctx, s.Services, s.read)
+	return Scrape{At: at, Values: values, Missing: missing}
+}
+
+// ReadEach calls read for every service concurrently and sums what they answered by key; it also
+// returns, sorted, the services whose read failed.
+func ReadEach[K comparable](ctx context.Context, services []string, read func(context.Context, string) (map[K]float64, error)) (map[K]float64, []string) {
+	values := map[K]float64{}
+	var missing []string
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	for _, svc := range s.Services {
+	for _, svc := range services {
 		wg.Go(func() {
-			vals, err := s.read(ctx, svc)
+			vals, err := read(ctx, svc)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				sc.Missing = append(sc.Missing, svc)
+				missing = append(missing, svc)
 				return
 			}
 			for k, v := range vals {
-				sc.Values[k] += v
+				values[k] += v
 			}
 		})
 	}
 	wg.Wait()
-	sort.Strings(sc.Missing)
-	return sc
+	sort.Strings(missing)
+	return values, missing
 }
 
 func (s *Scraper) read(ctx context.Context, service string) (map[Key]float64, error) {
