@@ -107,6 +107,11 @@ func (c *Client) GetEntries(prefix string) ([]string, error) {
 
 // WatchPrefix signals ch once the watch is set up, on every change under prefix, and every
 // ResyncInterval; it re-opens the watch when the server cancels it, and returns at Close.
+//
+// The resync ticks run apart from the watch: clientv3's Watch blocks until its stream opens, so while
+// the registry is down a resync, whose read fails, is what tells the instancer the registry is
+// unreachable. In the watch loop, a watch re-opened during an outage silenced it until the registry
+// came back.
 func (c *Client) WatchPrefix(prefix string, ch chan struct{}) {
 	signal := func() bool {
 		select {
@@ -116,8 +121,22 @@ func (c *Client) WatchPrefix(prefix string, ch chan struct{}) {
 			return false
 		}
 	}
-	resync := time.NewTicker(c.cfg.ResyncInterval)
-	defer resync.Stop()
+	var resyncs sync.WaitGroup
+	defer resyncs.Wait()
+	resyncs.Go(func() {
+		tick := time.NewTicker(c.cfg.ResyncInterval)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				if !signal() {
+					return
+				}
+			case <-c.ctx.Done():
+				return
+			}
+		}
+	})
 	for c.ctx.Err() == nil {
 		wctx, stop := context.WithCancel(c.ctx)
 		changes := c.cli.Watch(wctx, prefix, clientv3.WithPrefix())
@@ -129,8 +148,6 @@ func (c *Client) WatchPrefix(prefix string, ch chan struct{}) {
 				if !open || resp.Canceled || resp.Err() != nil {
 					break watch
 				}
-				ok = signal()
-			case <-resync.C:
 				ok = signal()
 			case <-c.ctx.Done():
 				ok = false

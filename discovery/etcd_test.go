@@ -220,3 +220,30 @@ func TestBeforeDrainWaitsForTheCallersToDropTheInstance(t *testing.T) {
 		t.Errorf("with 200 ms of drain left BeforeDrain took %s, want at most half", took)
 	}
 }
+
+// While the registry is down, clientv3's Watch blocks until its stream opens; the resync ticks must
+// still reach the instancer, whose failing reads are how callers learn the registry is unreachable.
+func TestWatchPrefixResyncsWhileTheRegistryIsDown(t *testing.T) {
+	srv := etcdtest.Start(t)
+	srv.Stop()
+	c := newRegistryClient(t, srv, 10*time.Second) // resyncs every 200ms
+	ch := make(chan struct{})
+	watching := make(chan struct{})
+	go func() { defer close(watching); c.WatchPrefix(Prefix("catalog", "v1"), ch) }()
+	for i := range 3 {
+		select {
+		case <-ch:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("signal %d: none within 10s while the registry is down", i+1)
+		}
+	}
+	if _, err := c.GetEntries(Prefix("catalog", "v1")); err == nil {
+		t.Fatal("GetEntries succeeded with the registry down")
+	}
+	_ = c.Close()
+	select {
+	case <-watching:
+	case <-time.After(10 * time.Second):
+		t.Fatal("WatchPrefix still running 10s after Close")
+	}
+}
