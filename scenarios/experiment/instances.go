@@ -92,27 +92,9 @@ func (p *InstanceProbe) Samples() []InstanceSample {
 func (p *InstanceProbe) sampleOnce(ctx context.Context, hc *http.Client, lab Lab) InstanceSample {
 	at := time.Now()
 	values, missing := measure.ReadEach(ctx, p.Services, func(ctx context.Context, svc string) (map[InstanceKey]float64, error) {
-		return readInstanceMetrics(ctx, hc, svc, lab.ObserveURL(svc, "metrics"))
+		return measure.Fetch(ctx, hc, svc, lab.ObserveURL(svc, "metrics"), ParseInstanceMetrics)
 	})
 	return InstanceSample{At: at, Values: values, Missing: missing}
-}
-
-func readInstanceMetrics(ctx context.Context, hc *http.Client, service, url string) (map[InstanceKey]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
-	resp, err := hc.Do(req)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return nil, fmt.Errorf("metrics of %s: %s", service, resp.Status)
-	}
-	return ParseInstanceMetrics(service, resp.Body)
 }
 
 // ParseInstanceMetrics keeps the discovery_* and canary_* series of one caller's exposition, and the

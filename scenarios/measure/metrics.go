@@ -126,16 +126,22 @@ func ReadEach[K comparable](ctx context.Context, services []string, read func(co
 }
 
 func (s *Scraper) read(ctx context.Context, service string) (map[Key]float64, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, s.URL(service), nil)
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Accept", "text/plain;version=0.0.4")
 	client := s.Client
 	if client == nil {
 		client = defaultScrapeClient
 	}
-	resp, err := client.Do(req)
+	return Fetch(ctx, client, service, s.URL(service), ParseMetrics)
+}
+
+// Fetch GETs one service's text exposition from url and parses it: the one scrape that the lab's
+// scraper and the per-instance probes share; a status other than 200 is an error naming the service.
+func Fetch[K comparable](ctx context.Context, hc *http.Client, service, url string, parse func(service string, r io.Reader) (map[K]float64, error)) (map[K]float64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Accept", "text/plain;version=0.0.4")
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -144,7 +150,7 @@ func (s *Scraper) read(ctx context.Context, service string) (map[Key]float64, er
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil, fmt.Errorf("metrics of %s: %s", service, resp.Status)
 	}
-	return ParseMetrics(service, resp.Body)
+	return parse(service, resp.Body)
 }
 
 // keptMetrics are the series the lab reads besides every resilience_* one: requests by route, and the

@@ -3,6 +3,7 @@ package measure
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -92,5 +93,34 @@ func TestScraperReadsEveryServiceAndNotesTheMissing(t *testing.T) {
 	}
 	if keys := Keys([]Scrape{sc}, "resilience_breaker_state"); len(keys) != 1 {
 		t.Fatalf("keys %v", keys)
+	}
+}
+
+func TestFetchParsesOnlyAnOKExposition(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/down" {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprint(w, exposition)
+	}))
+	defer srv.Close()
+	parsed := 0
+	count := func(service string, r io.Reader) (map[string]float64, error) {
+		parsed++
+		var n float64
+		err := EachSeries(r, func(string) bool { return true }, func(string, func(string) string, float64) { n++ })
+		return map[string]float64{service: n}, err
+	}
+	got, err := Fetch(context.Background(), srv.Client(), "orders", srv.URL+"/metrics", count)
+	if err != nil || got["orders"] != 8 {
+		t.Fatalf("Fetch = %v, %v; want the 8 series of orders", got, err)
+	}
+	_, err = Fetch(context.Background(), srv.Client(), "payments", srv.URL+"/down", count)
+	if err == nil || !strings.Contains(err.Error(), "metrics of payments: 503") {
+		t.Fatalf("error %v, want it to name payments and the 503", err)
+	}
+	if parsed != 1 {
+		t.Fatalf("parsed %d expositions, want only the OK one", parsed)
 	}
 }
