@@ -217,7 +217,7 @@ func TestK8sKustomizations(t *testing.T) {
 		want := kustomizations[dir]
 		t.Run(dir, func(t *testing.T) {
 			m := render(t, dir)
-			wantApps := []string{"catalog", "gateway", "nats", "orders", "payments"}
+			wantApps := []string{"catalog", "gateway", "nats", "notifications", "orders", "payments"}
 			if want.toxiproxy {
 				wantApps = append(wantApps, "toxiproxy")
 				slices.Sort(wantApps)
