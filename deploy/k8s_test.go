@@ -141,11 +141,11 @@ func TestK8sSourcesDecodeStrictly(t *testing.T) {
 				}
 			}
 		case d.Name() == "proxies.json":
-			// The component's copy of the compose stack's link proxies: the cluster runs no replica
-			// proxies (one replica per stateful program), so it has the links and nothing else.
+			// The component's copy of the compose stack's link and broker proxies: the cluster runs no
+			// replica proxies (one replica per stateful program), so it has those and nothing else.
 			k8sProxies := readProxies(t, data)
-			if len(k8sProxies) != len(lab.Links) {
-				t.Errorf("%s has %d proxies, want the %d links'", path, len(k8sProxies), len(lab.Links))
+			if len(k8sProxies) != len(lab.AllLinks()) {
+				t.Errorf("%s has %d proxies, want the %d links' and broker links'", path, len(k8sProxies), len(lab.AllLinks()))
 			}
 			composeProxies := readProxies(t, readFile(t, "toxiproxy/proxies.json"))
 			for name, p := range k8sProxies {
