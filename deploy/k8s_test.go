@@ -3,6 +3,7 @@ package deploy_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +22,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/apimachinery/pkg/util/validation"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/kustomize/api/krusty"
 	"sigs.k8s.io/kustomize/api/types"
@@ -53,11 +55,14 @@ var kustomizations = map[string]struct {
 	// jwtInGit: the overlay generates the gateway's key from a literal, which must say it is for dev.
 	// Otherwise the Secret is supplied to the cluster, never rendered from git.
 	jwtInGit  bool
-	toxiproxy bool // every link through its Toxiproxy proxy
+	toxiproxy bool // every link through its Toxiproxy proxy, every broker link through its own
+	// pacedEvents: the events services' EVENTS_* are the compose stack's (short fault runs); otherwise
+	// none is set and the code's defaults hold.
+	pacedEvents bool
 }{
 	"base":           {},
 	"overlays/dev":   {namespace: "reslab-dev", devTokens: true, jwtInGit: true},
-	"overlays/chaos": {namespace: "reslab-chaos", devTokens: true, jwtInGit: true, toxiproxy: true},
+	"overlays/chaos": {namespace: "reslab-chaos", devTokens: true, jwtInGit: true, toxiproxy: true, pacedEvents: true},
 	"overlays/prod":  {namespace: "reslab"},
 }
 
@@ -239,6 +244,9 @@ func TestK8sKustomizations(t *testing.T) {
 				})
 			}
 			checkLinks(t, m, want.toxiproxy)
+			for _, p := range k8sBrokerProblems(t, m, readCompose(t), want.toxiproxy, want.pacedEvents, lab.BrokerLinks) {
+				t.Error(p)
+			}
 			checkJWTSecret(t, m, want.devTokens, want.jwtInGit)
 		})
 	}
@@ -275,6 +283,12 @@ func checkPod(t *testing.T, m manifests, d *appsv1.Deployment, prog program) {
 		t.Fatalf("want exactly one container, got %d (and %d init containers)", len(pod.Containers), len(pod.InitContainers))
 	}
 	c := pod.Containers[0]
+	for _, p := range c.Ports {
+		// A name over 15 characters (notifications-nats) is refused by the API server, not by kustomize.
+		if errs := validation.IsValidPortName(p.Name); len(errs) > 0 {
+			t.Errorf("container port %d: name %q: %v", p.ContainerPort, p.Name, errs)
+		}
+	}
 	if want := "reslab/" + prog.binary + ":dev"; c.Image != want {
 		t.Errorf("image %q, want %q: only images `make images` builds", c.Image, want)
 	}
@@ -419,6 +433,9 @@ func checkExposure(t *testing.T, m manifests, d *appsv1.Deployment, prog program
 	}
 	for _, s := range services {
 		for _, p := range s.Spec.Ports {
+			if errs := validation.IsValidPortName(p.Name); len(errs) > 0 {
+				t.Errorf("Service %s port %d: name %q: %v", s.Name, p.Port, p.Name, errs)
+			}
 			if !containerHasPort(d.Spec.Template.Spec.Containers[0], p.TargetPort) {
 				t.Errorf("Service %s port %s targets %s, which the container does not declare", s.Name, p.Name, p.TargetPort.String())
 			}
@@ -547,6 +564,250 @@ func checkLinks(t *testing.T, m manifests, throughToxiproxy bool) {
 			}
 		}
 	}
+}
+
+// k8sBrokerProblems returns what is wrong with a rendering's wiring to NATS, as brokerProblems does for
+// the compose stack: NATS's Service serves its client port; every broker link of the chaos lab
+// (scenarios/lab.BrokerLinks) starts at a Deployment whose NATS_URL is that Service or, with Toxiproxy in
+// the path, the link's own proxy (enabled, on the link's port, forwarding to NATS, served by the
+// toxiproxy Service); no other Deployment sets NATS_URL and no other proxy forwards to NATS; the relay
+// observes NATS and every events service; Toxiproxy's readiness waits for the last proxy of its file; and
+// the events services' EVENTS_* are compose's when paced, none (the code's defaults) otherwise.
+func k8sBrokerProblems(t *testing.T, m manifests, c composeFile, throughToxiproxy, paced bool, links []lab.Link) []string {
+	t.Helper()
+	var ps []string
+	fail := func(format string, args ...any) { ps = append(ps, fmt.Sprintf(format, args...)) }
+	brokerPort := lab.ServicePorts[lab.Broker]
+	if m.deployments[lab.Broker] == nil || !serviceHasPort(m.services[lab.Broker], brokerPort) {
+		fail("no Deployment %s behind a Service with port %d", lab.Broker, brokerPort)
+	}
+	upstream := fmt.Sprintf("%s:%d", lab.Broker, brokerPort)
+	byName := map[string]proxy{}
+	if throughToxiproxy {
+		tp := m.deployments["toxiproxy"]
+		if tp == nil {
+			return append(ps, "no Deployment toxiproxy")
+		}
+		var list []proxy
+		if cm := m.configMaps[configMapOf(t, m, "toxiproxy")]; cm == nil {
+			fail("toxiproxy mounts no rendered ConfigMap")
+		} else if err := json.Unmarshal([]byte(cm.Data["proxies.json"]), &list); err != nil {
+			fail("toxiproxy's proxies.json: %v", err)
+		}
+		for _, p := range list {
+			byName[p.Name] = p
+			if p.Upstream == upstream && !slices.ContainsFunc(links, func(l lab.Link) bool { return l.Name == p.Name }) {
+				fail("proxy %s forwards to NATS but is no broker link", p.Name)
+			}
+		}
+		tc := tp.Spec.Template.Spec.Containers[0]
+		if r := tc.ReadinessProbe; len(list) > 0 && r != nil && r.HTTPGet != nil && r.HTTPGet.Path != "/proxies/"+list[len(list)-1].Name {
+			fail("toxiproxy's readiness probe waits for %s, but the last proxy of its file is %s", r.HTTPGet.Path, list[len(list)-1].Name)
+		}
+		observe := map[string]string{}
+		v, _ := envValue(tc, "LAB_OBSERVE")
+		for _, pair := range strings.Split(v, ",") {
+			name, u, _ := strings.Cut(pair, "=")
+			observe[name] = u
+		}
+		want := map[string]string{lab.Broker: fmt.Sprintf("http://%s:8222", lab.Broker)}
+		for _, l := range links {
+			want[l.Caller] = fmt.Sprintf("http://%s:%d", l.Caller, lab.ServicePorts[l.Caller])
+		}
+		for _, name := range slices.Sorted(maps.Keys(want)) {
+			if observe[name] != want[name] {
+				fail("LAB_OBSERVE has %s=%q, want %s", name, observe[name], want[name])
+			}
+		}
+	}
+	callers := map[string]bool{}
+	for _, l := range links {
+		callers[l.Caller] = true
+		host, port := lab.Broker, brokerPort
+		if throughToxiproxy {
+			host, port = "toxiproxy", l.Port
+			p, ok := byName[l.Name]
+			switch {
+			case !ok:
+				fail("broker link %s has no proxy", l.Name)
+			case p.Listen != fmt.Sprintf("0.0.0.0:%d", l.Port):
+				fail("proxy %s listens on %s, want 0.0.0.0:%d", l.Name, p.Listen, l.Port)
+			case p.Upstream != upstream:
+				fail("proxy %s forwards to %s, want %s", l.Name, p.Upstream, upstream)
+			case !p.Enabled:
+				fail("proxy %s starts disabled", l.Name)
+			}
+		}
+		d := m.deployments[l.Caller]
+		if d == nil {
+			fail("broker link %s: no Deployment %s", l.Name, l.Caller)
+			continue
+		}
+		ctr := d.Spec.Template.Spec.Containers[0]
+		want := fmt.Sprintf("nats://%s:%d", host, port)
+		if got, _ := envValue(ctr, "NATS_URL"); got != want {
+			fail("%s: NATS_URL=%q, want %s", l.Caller, got, want)
+		} else if !serviceHasPort(m.services[host], port) {
+			fail("%s: NATS_URL=%s, but no Service %s has port %d", l.Caller, got, host, port)
+		}
+		gotPacing, wantPacing, whose := eventsEnv(ctr.Env), map[string]string{}, "none: the code's defaults"
+		if paced {
+			whose = "compose's"
+			if insts := instancesOf(c, l.Caller); len(insts) > 0 {
+				for name, v := range c.Services[insts[0]].Environment {
+					if strings.HasPrefix(name, "EVENTS_") {
+						wantPacing[name] = v
+					}
+				}
+			}
+		}
+		if !maps.Equal(gotPacing, wantPacing) {
+			fail("%s: EVENTS_* %v, want %v (%s)", l.Caller, gotPacing, wantPacing, whose)
+		}
+	}
+	// A Deployment dialling NATS outside every broker link would escape the broker faults.
+	for _, name := range slices.Sorted(maps.Keys(m.deployments)) {
+		env := m.deployments[name].Spec.Template.Spec.Containers[0].Env
+		if !callers[name] && slices.ContainsFunc(env, func(e corev1.EnvVar) bool { return e.Name == "NATS_URL" }) {
+			fail("%s sets NATS_URL, but no broker link of the lab starts at %s", name, name)
+		}
+	}
+	return ps
+}
+
+// eventsEnv is a container's EVENTS_* settings (events.Config's pacing).
+func eventsEnv(env []corev1.EnvVar) map[string]string {
+	out := map[string]string{}
+	for _, e := range env {
+		if strings.HasPrefix(e.Name, "EVENTS_") {
+			out[e.Name] = e.Value
+		}
+	}
+	return out
+}
+
+// TestK8sBrokerCheckFailsOnBrokenManifests: k8sBrokerProblems reports each way the NATS wiring of a
+// rendering can break, so TestK8sKustomizations passing means something.
+func TestK8sBrokerCheckFailsOnBrokenManifests(t *testing.T) {
+	compose := readCompose(t)
+	rendered := map[string]manifests{"base": render(t, "base"), "overlays/chaos": render(t, "overlays/chaos")}
+	setEnv := func(m manifests, deployment, name, value string) {
+		c := &m.deployments[deployment].Spec.Template.Spec.Containers[0]
+		c.Env = append(slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name }), corev1.EnvVar{Name: name, Value: value})
+	}
+	unsetEnv := func(m manifests, deployment, name string) {
+		c := &m.deployments[deployment].Spec.Template.Spec.Containers[0]
+		c.Env = slices.DeleteFunc(c.Env, func(e corev1.EnvVar) bool { return e.Name == name })
+	}
+	dropServicePort := func(m manifests, service string, port int32) {
+		s := m.services[service]
+		s.Spec.Ports = slices.DeleteFunc(s.Spec.Ports, func(p corev1.ServicePort) bool { return p.Port == port })
+	}
+	editProxies := func(t *testing.T, m manifests, edit func([]proxy) []proxy) {
+		cm := m.configMaps[configMapOf(t, m, "toxiproxy")]
+		var list []proxy
+		if err := json.Unmarshal([]byte(cm.Data["proxies.json"]), &list); err != nil {
+			t.Fatal(err)
+		}
+		data, err := json.Marshal(edit(list))
+		if err != nil {
+			t.Fatal(err)
+		}
+		cm.Data["proxies.json"] = string(data)
+	}
+	indexOf := func(list []proxy, name string) int {
+		return slices.IndexFunc(list, func(p proxy) bool { return p.Name == name })
+	}
+	cases := []struct {
+		name, dir string
+		break_    func(t *testing.T, m manifests)
+		want      string // a problem k8sBrokerProblems must report; "" for none
+	}{
+		{"as rendered", "base", func(*testing.T, manifests) {}, ""},
+		{"as rendered", "overlays/chaos", func(*testing.T, manifests) {}, ""},
+		{"a service dials a proxy that is not there", "base", func(t *testing.T, m manifests) {
+			setEnv(m, "catalog", "NATS_URL", "nats://toxiproxy:20007")
+		}, `catalog: NATS_URL="nats://toxiproxy:20007", want nats://nats:4222`},
+		{"notifications without NATS_URL", "base", func(t *testing.T, m manifests) {
+			unsetEnv(m, "notifications", "NATS_URL")
+		}, `notifications: NATS_URL="", want nats://nats:4222`},
+		{"no notifications", "base", func(t *testing.T, m manifests) {
+			delete(m.deployments, "notifications")
+		}, "broker link notifications-nats: no Deployment notifications"},
+		{"NATS's Service without its client port", "base", func(t *testing.T, m manifests) {
+			dropServicePort(m, "nats", 4222)
+		}, "no Deployment nats behind a Service with port 4222"},
+		{"paced in the base", "base", func(t *testing.T, m manifests) {
+			setEnv(m, "orders", "EVENTS_ACK_WAIT", "5s")
+		}, "orders: EVENTS_* map[EVENTS_ACK_WAIT:5s], want map[] (none: the code's defaults)"},
+		{"a service dials NATS directly", "overlays/chaos", func(t *testing.T, m manifests) {
+			setEnv(m, "orders", "NATS_URL", "nats://nats:4222")
+		}, `orders: NATS_URL="nats://nats:4222", want nats://toxiproxy:20006`},
+		{"a service uses another's proxy", "overlays/chaos", func(t *testing.T, m manifests) {
+			setEnv(m, "payments", "NATS_URL", "nats://toxiproxy:20007")
+		}, `payments: NATS_URL="nats://toxiproxy:20007", want nats://toxiproxy:20008`},
+		{"a proxy's port not on the toxiproxy Service", "overlays/chaos", func(t *testing.T, m manifests) {
+			dropServicePort(m, "toxiproxy", 20009)
+		}, "notifications: NATS_URL=nats://toxiproxy:20009, but no Service toxiproxy has port 20009"},
+		{"a missing proxy", "overlays/chaos", func(t *testing.T, m manifests) {
+			editProxies(t, m, func(l []proxy) []proxy {
+				return slices.Delete(l, indexOf(l, "payments-nats"), indexOf(l, "payments-nats")+1)
+			})
+		}, "broker link payments-nats has no proxy"},
+		{"a proxy to the monitoring port", "overlays/chaos", func(t *testing.T, m manifests) {
+			editProxies(t, m, func(l []proxy) []proxy { l[indexOf(l, "orders-nats")].Upstream = "nats:8222"; return l })
+		}, "proxy orders-nats forwards to nats:8222, want nats:4222"},
+		{"a stray proxy to NATS", "overlays/chaos", func(t *testing.T, m manifests) {
+			editProxies(t, m, func(l []proxy) []proxy {
+				return slices.Insert(l, 0, proxy{Name: "gateway-nats", Listen: "0.0.0.0:20099", Upstream: "nats:4222", Enabled: true})
+			})
+		}, "proxy gateway-nats forwards to NATS but is no broker link"},
+		{"a broker proxy appended last", "overlays/chaos", func(t *testing.T, m manifests) {
+			editProxies(t, m, func(l []proxy) []proxy {
+				i := indexOf(l, "notifications-nats")
+				return append(slices.Delete(slices.Clone(l), i, i+1), l[i])
+			})
+		}, "toxiproxy's readiness probe waits for /proxies/orders-payments, but the last proxy of its file is notifications-nats"},
+		{"the gateway dials NATS", "overlays/chaos", func(t *testing.T, m manifests) {
+			setEnv(m, "gateway", "NATS_URL", "nats://nats:4222")
+		}, "gateway sets NATS_URL, but no broker link of the lab starts at gateway"},
+		{"NATS not observable", "overlays/chaos", func(t *testing.T, m manifests) {
+			v, _ := envValue(m.deployments["toxiproxy"].Spec.Template.Spec.Containers[0], "LAB_OBSERVE")
+			setEnv(m, "toxiproxy", "LAB_OBSERVE", strings.Replace(v, ",nats=http://nats:8222", "", 1))
+		}, `LAB_OBSERVE has nats="", want http://nats:8222`},
+		{"pacing lost", "overlays/chaos", func(t *testing.T, m manifests) {
+			unsetEnv(m, "catalog", "EVENTS_ACK_WAIT")
+		}, "catalog: EVENTS_* map[EVENTS_MAX_BACKOFF:1s], want map[EVENTS_ACK_WAIT:5s EVENTS_MAX_BACKOFF:1s] (compose's)"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.dir+"/"+tc.name, func(t *testing.T) {
+			m := cloneManifests(rendered[tc.dir])
+			tc.break_(t, m)
+			want := kustomizations[tc.dir]
+			checkProblems(t, k8sBrokerProblems(t, m, compose, want.toxiproxy, want.pacedEvents, lab.BrokerLinks), tc.want)
+		})
+	}
+	// The lab without notifications' broker link: the cluster's notifications dials NATS outside any
+	// link, so a broker fault would miss it.
+	links := slices.DeleteFunc(slices.Clone(lab.BrokerLinks), func(l lab.Link) bool { return l.Caller == "notifications" })
+	checkProblems(t, k8sBrokerProblems(t, rendered["overlays/chaos"], compose, true, true, links),
+		"notifications sets NATS_URL, but no broker link of the lab starts at notifications")
+}
+
+// cloneManifests copies what the broken-manifest cases edit (Deployments, Services, ConfigMaps).
+func cloneManifests(m manifests) manifests {
+	c := m
+	c.deployments, c.services, c.configMaps = map[string]*appsv1.Deployment{}, map[string]*corev1.Service{}, map[string]*corev1.ConfigMap{}
+	for k, v := range m.deployments {
+		c.deployments[k] = v.DeepCopy()
+	}
+	for k, v := range m.services {
+		c.services[k] = v.DeepCopy()
+	}
+	for k, v := range m.configMaps {
+		c.configMaps[k] = v.DeepCopy()
+	}
+	return c
 }
 
 // checkJWTSecret: the gateway reads its HS256 key from a Secret, rendered (from a dev literal) only in the
