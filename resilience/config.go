@@ -55,6 +55,21 @@ func DefaultLinkConfig() LinkConfig {
 	}
 }
 
+// InnerTimeout is the default per-attempt timeout of the links of a service that itself answers calls
+// through a link (orders, which the gateway calls with DefaultLinkConfig's 1s). Under a third of the
+// outer attempt, it lets a slow callee's attempt end as a failure — counted against that instance,
+// retried on another — before the outer deadline cancels the whole call: with equal timeouts the inner
+// attempt ended "cancelled" by the inherited deadline, counted against nobody, and the caller's caller
+// blamed the inner service instead.
+const InnerTimeout = 300 * time.Millisecond
+
+// InnerLinkConfig is DefaultLinkConfig with the per-attempt timeout of an inner link (InnerTimeout).
+func InnerLinkConfig() LinkConfig {
+	c := DefaultLinkConfig()
+	c.Timeout = InnerTimeout
+	return c
+}
+
 // EnvPrefix is the prefix of a link's variables: its name upper-cased, dashes as underscores
 // (orders-payments → ORDERS_PAYMENTS_).
 func EnvPrefix(link string) string {
@@ -64,8 +79,12 @@ func EnvPrefix(link string) string {
 // LinkConfigFromEnv reads the settings of link over DefaultLinkConfig. Bad values are recorded in env
 // (env.Err reports them all at once).
 func LinkConfigFromEnv(env *platform.Env, link string) LinkConfig {
+	return linkConfigFromEnv(env, link, DefaultLinkConfig())
+}
+
+// linkConfigFromEnv reads the settings of link over c.
+func linkConfigFromEnv(env *platform.Env, link string, c LinkConfig) LinkConfig {
 	p := EnvPrefix(link)
-	c := DefaultLinkConfig()
 	c.Breaker.Backend = breaker.Backend(strings.ToLower(env.String(p+"BREAKER", string(c.Breaker.Backend))))
 	c.Breaker.FailureRatio = env.Float(p+"BREAKER_FAILURE_RATIO", c.Breaker.FailureRatio)
 	c.Breaker.MinRequests = env.Int(p+"BREAKER_MIN_REQUESTS", c.Breaker.MinRequests)

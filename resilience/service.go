@@ -21,11 +21,22 @@ type ServiceConfig struct {
 }
 
 // ServiceConfigFromEnv reads the server-side settings of service and the settings of each of its links
-// (see LinkConfigFromEnv, ServerConfigFromEnv).
+// over DefaultLinkConfig (see LinkConfigFromEnv, ServerConfigFromEnv).
 func ServiceConfigFromEnv(env *platform.Env, service string, links ...string) ServiceConfig {
+	return serviceConfigFromEnv(env, service, DefaultLinkConfig(), links)
+}
+
+// InnerServiceConfigFromEnv is ServiceConfigFromEnv for a service that itself answers calls through a
+// link (orders): its links' settings are read over InnerLinkConfig, so their attempts time out well
+// inside the outer attempt's.
+func InnerServiceConfigFromEnv(env *platform.Env, service string, links ...string) ServiceConfig {
+	return serviceConfigFromEnv(env, service, InnerLinkConfig(), links)
+}
+
+func serviceConfigFromEnv(env *platform.Env, service string, def LinkConfig, links []string) ServiceConfig {
 	c := ServiceConfig{Service: service, Server: ServerConfigFromEnv(env, service), Links: map[string]LinkConfig{}}
 	for _, l := range links {
-		c.Links[l] = LinkConfigFromEnv(env, l)
+		c.Links[l] = linkConfigFromEnv(env, l, def)
 	}
 	return c
 }

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
+	"reflect"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -80,5 +82,26 @@ func TestEventLogKeepsTheNewest(t *testing.T) {
 	got := l.all()
 	if len(got) != 3 || got[0].Attempt != 3 || got[2].Attempt != 5 {
 		t.Fatalf("%+v", got)
+	}
+}
+
+// An inner service's links time out at InnerTimeout unless set; every other default and the variables
+// read are the same as any link's.
+func TestInnerServiceConfigNestsTheTimeout(t *testing.T) {
+	env := platform.EnvFrom(map[string]string{"ORDERS_CATALOG_TIMEOUT": "450ms", "ORDERS_PAYMENTS_RETRY_MAX_ATTEMPTS": "2"})
+	c := InnerServiceConfigFromEnv(env, "orders", "orders-catalog", "orders-payments")
+	if err := env.Err(); err != nil {
+		t.Fatal(err)
+	}
+	payments := DefaultLinkConfig()
+	payments.Timeout, payments.Retry.MaxAttempts = InnerTimeout, 2
+	if got := c.Links["orders-payments"]; !reflect.DeepEqual(got, payments) {
+		t.Fatalf("orders-payments %+v\nwant %+v", got, payments)
+	}
+	if got := c.Links["orders-catalog"].Timeout; got != 450*time.Millisecond {
+		t.Fatalf("orders-catalog timeout %s, want the variable's 450ms", got)
+	}
+	if outer := DefaultLinkConfig().Timeout; 3*InnerTimeout >= outer {
+		t.Fatalf("inner timeout %s leaves no room for a retry within the outer %s", InnerTimeout, outer)
 	}
 }

@@ -94,7 +94,8 @@ func ConfigFromEnv(env *platform.Env) Config {
 	cfg.PendingPayment = env.Bool("ORDERS_PENDING_PAYMENT", true)
 	cfg.PendingPaymentRetryMax = env.Duration("ORDERS_PENDING_PAYMENT_RETRY_MAX", DefaultPendingPaymentRetryMax)
 	cfg.Events = events.ConfigFromEnv(env)
-	cfg.Resilience = resilience.ServiceConfigFromEnv(env, "orders", LinkCatalog, LinkPayments)
+	// orders answers the gateway's attempts (1s each): its own attempts must time out well inside them.
+	cfg.Resilience = resilience.InnerServiceConfigFromEnv(env, "orders", LinkCatalog, LinkPayments)
 	cfg.Tracing = platform.TracingConfigFromEnv(env)
 	cfg.ServiceAuth = platform.ServiceAuthFromEnv(env)
 	cfg.Discovery = discovery.ServiceConfigFromEnv(env, "orders", true, map[string]discovery.SeededLink{
