@@ -332,39 +332,45 @@ func (b *Balancer) pick(ctx context.Context, op string) (*host, endpoint.Endpoin
 	}
 	s := scopeFrom(ctx)
 	now := b.po.Clock.Now().UnixNano()
-	var buf [16]*host
+	// Each candidate's endpoint is read once, with the candidate: an instance removed meanwhile has its
+	// endpoints cleared, and reading again after choosing returned nil for a host just retired.
+	var hostBuf [16]*host
+	var endpointBuf [16]endpoint.Endpoint
 	for tier := 0; tier < 4; tier++ {
-		candidates := buf[:0]
+		candidates, endpoints := hostBuf[:0], endpointBuf[:0]
 		for _, h := range hosts {
-			if (tier%2 == 0 && s.has(h)) || (tier < 2 && h.ejected(now)) || h.endpoint(op) == nil {
+			if (tier%2 == 0 && s.has(h)) || (tier < 2 && h.ejected(now)) {
 				continue
 			}
-			candidates = append(candidates, h)
+			if e := h.endpoint(op); e != nil {
+				candidates, endpoints = append(candidates, h), append(endpoints, e)
+			}
 		}
 		if len(candidates) > 0 {
-			h := b.choose(candidates)
-			return h, h.endpoint(op)
+			i := b.choose(candidates)
+			return candidates[i], endpoints[i]
 		}
 	}
 	return nil, nil
 }
 
-func (b *Balancer) choose(candidates []*host) *host {
+// choose returns the index of the candidate to call: round robin, or the less loaded of two at random.
+func (b *Balancer) choose(candidates []*host) int {
 	n := len(candidates)
 	if n == 1 {
-		return candidates[0]
+		return 0
 	}
 	if b.cfg.Strategy == RoundRobin {
-		return candidates[(b.rr.Add(1)-1)%uint64(n)]
+		return int((b.rr.Add(1) - 1) % uint64(n))
 	}
 	i, j := b.rand(n), b.rand(n-1)
 	if j >= i {
 		j++ // two distinct instances
 	}
 	if candidates[j].outstanding.Load() < candidates[i].outstanding.Load() {
-		return candidates[j]
+		return j
 	}
-	return candidates[i]
+	return i
 }
 
 // Classify judges one attempt for the instance (or version) that served it: the lab's one rule,

@@ -3,13 +3,17 @@ package discovery
 import (
 	"context"
 	"errors"
+	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/go-kit/kit/endpoint"
 	"github.com/go-kit/kit/sd"
 	"github.com/go-kit/kit/sd/lb"
 	"github.com/prometheus/client_golang/prometheus"
@@ -549,4 +553,50 @@ func TestHedgeGoesToAnotherInstanceAndItsLoserIsNotAFailure(t *testing.T) {
 	if got := testutil.ToFloat64(bal.m.requests.WithLabelValues(slow.url(), "failure")); got != 0 {
 		t.Fatalf("the slow instance's failures = %v; a hedge's losing copy is not a failure", got)
 	}
+}
+
+// Calls racing a changing instance set never reach a removed instance's cleared endpoints: each call
+// gets an endpoint or ErrNoInstances (a call once got the nil endpoint of an instance retired between
+// the pick and the call, and panicked — found by CI in TestSeedsServeUntilTheRegistryAnswers).
+func TestCallsRacingInstanceChangesNeverGetANilEndpoint(t *testing.T) {
+	src := newTestInstancer("http://a:1")
+	bal := newTestBalancer(t, src, balancerOpts{cfg: roundRobin()})
+	echo := func(instance string) (endpoint.Endpoint, io.Closer, error) {
+		return func(context.Context, any) (any, error) { return instance, nil }, nil, nil
+	}
+	e := bal.Endpoint("echo", echo)
+	stop := make(chan struct{})
+	var calls, panics atomic.Int64
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				func() {
+					defer func() {
+						if recover() != nil {
+							panics.Add(1)
+						}
+					}()
+					if _, err := e(context.Background(), nil); err != nil && !errors.Is(err, ErrNoInstances) {
+						t.Errorf("call: %v", err)
+					}
+					calls.Add(1)
+				}()
+			}
+		})
+	}
+	for i := range 2000 {
+		src.Update(sd.Event{Instances: []string{fmt.Sprintf("http://i%d:1", i%3)}})
+	}
+	close(stop)
+	wg.Wait()
+	if n := panics.Load(); n != 0 {
+		t.Fatalf("%d of %d calls panicked on an instance removed under them", n, calls.Load())
+	}
+	t.Logf("%d calls across 2000 instance changes", calls.Load())
 }
