@@ -32,17 +32,25 @@ func platformEnv(m map[string]string) *platform.Env { return platform.EnvFrom(m)
 // test handlers write to, through one connection as the services' write pools do.
 func openDB(t *testing.T) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", "file:"+filepath.Join(t.TempDir(), "t.db")+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_txlock=immediate")
+	db := openDBFile(t, filepath.Join(t.TempDir(), "t.db"))
+	for _, m := range []string{OutboxMigration, RelayLeaseMigration, ProcessedMigration, `CREATE TABLE effects (event_id TEXT NOT NULL, order_id TEXT NOT NULL)`} {
+		if _, err := db.Exec(m); err != nil {
+			t.Fatalf("migrate: %v", err)
+		}
+	}
+	return db
+}
+
+// openDBFile opens the SQLite file at path as a service's write pool (one connection), without migrating
+// it: a second pool on openDB's file is what a replica sharing the database has.
+func openDBFile(t *testing.T, path string) *sql.DB {
+	t.Helper()
+	db, err := sql.Open("sqlite", "file:"+path+"?_pragma=busy_timeout(5000)&_pragma=journal_mode(WAL)&_txlock=immediate")
 	if err != nil {
 		t.Fatal(err)
 	}
 	db.SetMaxOpenConns(1)
 	t.Cleanup(func() { db.Close() })
-	for _, m := range []string{OutboxMigration, ProcessedMigration, `CREATE TABLE effects (event_id TEXT NOT NULL, order_id TEXT NOT NULL)`} {
-		if _, err := db.Exec(m); err != nil {
-			t.Fatalf("migrate: %v", err)
-		}
-	}
 	return db
 }
 

@@ -33,6 +33,10 @@ type Config struct {
 	MaxDeliver int
 	// AckWait is how long the broker waits for a consumer's ack before redelivering (EVENTS_ACK_WAIT, 30s).
 	AckWait time.Duration
+	// RelayLease is how long the relay that publishes an outbox holds it without renewing
+	// (EVENTS_RELAY_LEASE, 3s): replicas sharing one outbox publish it one at a time, and a standby takes
+	// over at most this long after the holder died (at once after the holder closed).
+	RelayLease time.Duration
 	// OutboxRetention is how long sent outbox rows are kept, and processed-event ids after it
 	// (EVENTS_OUTBOX_RETENTION, 72h; at least the streams' max age, so a redelivery is still recognised).
 	OutboxRetention time.Duration
@@ -46,6 +50,7 @@ const (
 	DefaultMaxBackoff      = 10 * time.Second
 	DefaultMaxDeliver      = 5
 	DefaultAckWait         = 30 * time.Second
+	DefaultRelayLease      = 3 * time.Second
 	DefaultOutboxRetention = streamMaxAge
 )
 
@@ -59,6 +64,7 @@ func ConfigFromEnv(env *platform.Env) Config {
 		MaxBackoff:      env.Duration("EVENTS_MAX_BACKOFF", DefaultMaxBackoff),
 		MaxDeliver:      env.Int("EVENTS_MAX_DELIVER", DefaultMaxDeliver),
 		AckWait:         env.Duration("EVENTS_ACK_WAIT", DefaultAckWait),
+		RelayLease:      env.Duration("EVENTS_RELAY_LEASE", DefaultRelayLease),
 		OutboxRetention: env.Duration("EVENTS_OUTBOX_RETENTION", DefaultOutboxRetention),
 	}
 	if c.RelayBatch < 1 || c.RelayBatch > 10000 {
@@ -71,7 +77,8 @@ func ConfigFromEnv(env *platform.Env) Config {
 		name string
 		v    time.Duration
 	}{{"EVENTS_RELAY_INTERVAL", c.RelayInterval}, {"EVENTS_PUBLISH_TIMEOUT", c.PublishTimeout},
-		{"EVENTS_MAX_BACKOFF", c.MaxBackoff}, {"EVENTS_ACK_WAIT", c.AckWait}, {"EVENTS_OUTBOX_RETENTION", c.OutboxRetention}} {
+		{"EVENTS_MAX_BACKOFF", c.MaxBackoff}, {"EVENTS_ACK_WAIT", c.AckWait}, {"EVENTS_OUTBOX_RETENTION", c.OutboxRetention},
+		{"EVENTS_RELAY_LEASE", c.RelayLease}} {
 		if d.v <= 0 {
 			env.Fail("%s=%s: want a positive duration", d.name, d.v)
 		}
@@ -95,6 +102,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxDeliver <= 0 {
 		c.MaxDeliver = DefaultMaxDeliver
+	}
+	if c.RelayLease <= 0 {
+		c.RelayLease = DefaultRelayLease
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = DefaultAckWait

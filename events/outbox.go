@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -24,6 +25,16 @@ const OutboxMigration = `CREATE TABLE outbox (
 );
 CREATE INDEX outbox_unsent ON outbox (seq) WHERE sent_at IS NULL;
 CREATE INDEX outbox_sent ON outbox (sent_at) WHERE sent_at IS NOT NULL;`
+
+// RelayLeaseMigration creates the outbox's relay lease: one row naming the relay that publishes the
+// outbox and until when. Replicas of a service share its database and so its outbox; with the lease one
+// relay publishes while the others stand by, instead of every replica publishing every row (which the
+// stream's dedup absorbed, at twice the traffic). A producing service appends it after OutboxMigration.
+const RelayLeaseMigration = `CREATE TABLE outbox_relay (
+	id         INTEGER PRIMARY KEY CHECK (id = 1),
+	holder     TEXT NOT NULL,
+	expires_at INTEGER NOT NULL -- unix nanoseconds
+);`
 
 // ProcessedMigration creates the table consumers record handled event ids in, in the same transaction
 // as the handler's effect: an event redelivered after that commit is recognised and not applied again.
@@ -105,6 +116,37 @@ func markSent(ctx context.Context, db *sql.DB, seqs []int64, at time.Time) error
 	// One statement, so the batch is marked atomically; the batch size bounds the parameter count.
 	_, err := db.ExecContext(ctx, `UPDATE outbox SET sent_at = ? WHERE sent_at IS NULL AND seq IN (?`+
 		strings.Repeat(", ?", len(seqs)-1)+`)`, args...)
+	return err
+}
+
+// takeLease makes holder the outbox's relay until now+ttl, if the lease is free, expired or already
+// holder's, and reports whether it is. A standby's poll is a read; it writes only to take an expired
+// lease, so standing by never queues for SQLite's write lock.
+func takeLease(ctx context.Context, db *sql.DB, holder string, now time.Time, ttl time.Duration) (bool, error) {
+	var current string
+	var expires int64
+	err := db.QueryRowContext(ctx, `SELECT holder, expires_at FROM outbox_relay WHERE id = 1`).Scan(&current, &expires)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
+	case err != nil:
+		return false, err
+	case current != holder && expires > now.UnixNano():
+		return false, nil
+	}
+	res, err := db.ExecContext(ctx, `INSERT INTO outbox_relay (id, holder, expires_at) VALUES (1, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+		WHERE outbox_relay.holder = excluded.holder OR outbox_relay.expires_at <= ?`,
+		holder, now.Add(ttl).UnixNano(), now.UnixNano())
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// releaseLease ends holder's lease at once, so a standby takes over without waiting for it to expire.
+func releaseLease(ctx context.Context, db *sql.DB, holder string) error {
+	_, err := db.ExecContext(ctx, `UPDATE outbox_relay SET expires_at = 0 WHERE id = 1 AND holder = ?`, holder)
 	return err
 }
 

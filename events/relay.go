@@ -5,10 +5,13 @@ import (
 	"database/sql"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math"
 	"math/rand/v2"
+	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -22,11 +25,20 @@ import (
 // Nats-Msg-Id = event id so the stream drops a re-publish; a row is marked sent only once the broker
 // acked it. While the broker is down it backs off and retries; nothing is lost, and a row may be
 // published more than once (at-least-once), which the dedup window and idempotent consumers absorb.
+//
+// Only the relay holding the outbox's lease (RelayLeaseMigration) publishes: replicas sharing one
+// database take turns instead of all publishing every row. The holder renews the lease when half of it
+// is left; a standby polls it every RelayInterval and takes it once it expired or was released.
 type Relay struct {
-	cfg    Config
-	db     *sql.DB
-	logger *slog.Logger
-	now    func() time.Time
+	cfg      Config
+	db       *sql.DB
+	logger   *slog.Logger
+	now      func() time.Time
+	instance string
+
+	leaseUntil time.Time // the run loop's own: until when this relay holds the lease (wall clock)
+	leader     atomic.Bool
+	leaseFails int
 
 	nc *nats.Conn
 	js jetstream.JetStream
@@ -49,8 +61,13 @@ type RelayOptions struct {
 	ReadDB   *sql.DB
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
-	// Now is the clock of sent stamps and the backlog age; nil means time.Now.
+	// Now is the clock of sent stamps and the backlog age; nil means time.Now. The lease always runs on
+	// the wall clock, which every replica on the host shares.
 	Now func() time.Time
+	// Instance names this relay in the outbox's lease: the replica's instance id where replicas share a
+	// database. Default: the host name, which differs between containers and survives a container's
+	// restart, so a restarted relay takes its own lease back at once.
+	Instance string
 }
 
 // StartRelay registers the outbox metrics and, when cfg.URL is set, connects to the broker and starts
@@ -64,7 +81,14 @@ func StartRelay(ctx context.Context, cfg Config, o RelayOptions) (*Relay, error)
 	if o.ReadDB == nil {
 		o.ReadDB = o.DB
 	}
-	r := &Relay{cfg: cfg, db: o.DB, logger: o.Logger.With("component", "outbox_relay"), now: o.Now,
+	if o.Instance == "" {
+		host, err := os.Hostname()
+		if err != nil || host == "" {
+			host = fmt.Sprintf("pid-%d", os.Getpid())
+		}
+		o.Instance = host
+	}
+	r := &Relay{cfg: cfg, db: o.DB, logger: o.Logger.With("component", "outbox_relay"), now: o.Now, instance: o.Instance,
 		published: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "events_published_total", Help: "Outbox events the broker acked.",
 		}),
@@ -111,6 +135,14 @@ func StartRelay(ctx context.Context, cfg Config, o RelayOptions) (*Relay, error)
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "events_relay_running", Help: "1 when the outbox relay runs, 0 when NATS_URL is unset and events stay in the outbox.",
 		}, func() float64 { return running }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "events_relay_leader", Help: "1 while this relay holds the outbox's lease and publishes it; 0 while another replica's relay does.",
+		}, func() float64 {
+			if r.leader.Load() {
+				return 1
+			}
+			return 0
+		}),
 	}
 	for _, c := range collectors {
 		if err := o.Registry.Register(c); err != nil {
@@ -121,6 +153,13 @@ func StartRelay(ctx context.Context, cfg Config, o RelayOptions) (*Relay, error)
 		r.logger.Warn("NATS_URL is unset: events are kept in the outbox and not published")
 		close(r.done)
 		return r, nil
+	}
+	// A service that forgot the lease's migration would otherwise log a failure every round.
+	qctx, cancel := context.WithTimeout(ctx, cfg.PublishTimeout)
+	err := o.DB.QueryRowContext(qctx, `SELECT count(*) FROM outbox_relay`).Scan(new(int))
+	cancel()
+	if err != nil {
+		return nil, fmt.Errorf("events: the relay lease (is events.RelayLeaseMigration among the migrations?): %w", err)
 	}
 	nc, js, err := connect(cfg.URL, o.Service+"-relay", r.logger, cfg.PublishTimeout)
 	if err != nil {
@@ -156,6 +195,14 @@ func (r *Relay) Close() error {
 		}
 		<-r.done
 		if r.nc != nil {
+			if r.leader.Load() {
+				ctx, cancel := context.WithTimeout(context.Background(), r.cfg.PublishTimeout)
+				if err := releaseLease(ctx, r.db, r.instance); err != nil {
+					r.logger.Warn("release the relay lease; a standby takes over when it expires", "err", err)
+				}
+				cancel()
+				r.leader.Store(false)
+			}
 			r.nc.Close()
 		}
 	})
@@ -171,6 +218,12 @@ func (r *Relay) run(ctx context.Context) {
 	)
 	for {
 		wait := r.cfg.RelayInterval
+		if !r.lead(ctx) {
+			if !sleep(ctx, wait) {
+				return
+			}
+			continue
+		}
 		if needStreams {
 			if err := r.ensureStreams(ctx); err != nil {
 				failures++
@@ -210,6 +263,38 @@ func (r *Relay) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// lead reports whether this relay holds the outbox's lease, renewing it when half of it is left or
+// taking it when it is free. A failed lease query keeps a lease still valid and otherwise stands by.
+func (r *Relay) lead(ctx context.Context) bool {
+	now := time.Now()
+	if r.leaseUntil.Sub(now) > r.cfg.RelayLease/2 {
+		return true
+	}
+	qctx, cancel := context.WithTimeout(ctx, r.cfg.PublishTimeout)
+	held, err := takeLease(qctx, r.db, r.instance, now, r.cfg.RelayLease)
+	cancel()
+	if err != nil {
+		r.leaseFails++
+		r.logWait(ctx, "renew the relay lease", err, r.leaseFails, r.cfg.RelayInterval)
+		held = now.Before(r.leaseUntil)
+	} else {
+		r.leaseFails = 0
+		if held {
+			r.leaseUntil = now.Add(r.cfg.RelayLease)
+		} else {
+			r.leaseUntil = time.Time{}
+		}
+	}
+	if was := r.leader.Swap(held); was != held && ctx.Err() == nil {
+		if held {
+			r.logger.Info("relay lease taken: this relay publishes the outbox", "instance", r.instance)
+		} else {
+			r.logger.Info("relay lease lost: another relay publishes the outbox", "instance", r.instance)
+		}
+	}
+	return held
 }
 
 func (r *Relay) ensureStreams(ctx context.Context) error {

@@ -124,7 +124,7 @@ func Open(ctx context.Context, cfg Config, logger *slog.Logger, reg *prometheus.
 		st.Close()
 		return nil, nil, err
 	}
-	relay, err := startRelay(ctx, cfg.Events, st, logger, reg)
+	relay, err := startRelay(ctx, cfg.Events, cfg.Discovery.Instance.ID, st, logger, reg)
 	if err != nil {
 		st.Close()
 		return nil, nil, err

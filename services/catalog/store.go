@@ -40,6 +40,8 @@ var migrations = []string{
 	);`,
 	// StockReserved and StockReleased events, written in the transaction of the change they announce.
 	events.OutboxMigration,
+	// Replicas sharing this database publish its outbox one at a time.
+	events.RelayLeaseMigration,
 }
 
 // seedProducts is the fixed catalog a fresh database starts with. Stock is set from the configuration,

@@ -84,6 +84,8 @@ var migrations = []string{
 	ALTER TABLE orders ADD COLUMN retry_at INTEGER NOT NULL DEFAULT 0;`,
 	// OrderPlaced and the terminal order events, written in the transaction of the change they announce.
 	events.OutboxMigration,
+	// Replicas sharing this database publish its outbox one at a time.
+	events.RelayLeaseMigration,
 }
 
 // store keeps orders in SQLite. One connection serialises every statement, so writes never meet

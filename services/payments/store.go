@@ -34,6 +34,8 @@ var migrations = []string{
 	CREATE INDEX payments_by_order ON payments (order_id, created_at);`,
 	// PaymentCaptured and PaymentRefunded events, written in the transaction of the change they announce.
 	events.OutboxMigration,
+	// Replicas sharing this database publish its outbox one at a time.
+	events.RelayLeaseMigration,
 }
 
 // store keeps payments in SQLite. Writes go through a single-connection pool whose transactions begin
