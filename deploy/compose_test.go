@@ -456,14 +456,10 @@ func checkProblems(t *testing.T, problems []string, want string) {
 // proxy and starts once Toxiproxy and NATS are healthy; nothing else dials NATS; the relay can read
 // NATS's JetStream summary; and the last proxy of the file is still the one Toxiproxy's healthcheck
 // waits for.
-func brokerProblems(t *testing.T, c composeFile, list []proxy, links []lab.Link) []string {
-	t.Helper()
-	var ps []string
-	fail := func(format string, args ...any) { ps = append(ps, fmt.Sprintf(format, args...)) }
-	if _, ok := c.Services[lab.Broker]; !ok {
-		fail("compose.yaml has no %s", lab.Broker)
-	}
-	upstream := fmt.Sprintf("%s:%d", lab.Broker, lab.ServicePorts[lab.Broker])
+// checkBrokerProxies reports, through fail, every proxy of list forwarding to upstream (NATS) that is no
+// broker link, and every broker link whose proxy is missing, listens on another port, forwards
+// elsewhere or starts disabled: the proxies file's part of the compose and the k8s broker checks.
+func checkBrokerProxies(list []proxy, links []lab.Link, upstream string, fail func(format string, args ...any)) {
 	byName := map[string]proxy{}
 	for _, p := range list {
 		byName[p.Name] = p
@@ -471,9 +467,7 @@ func brokerProblems(t *testing.T, c composeFile, list []proxy, links []lab.Link)
 			fail("proxy %s forwards to NATS but is no broker link", p.Name)
 		}
 	}
-	callers := map[string]bool{}
 	for _, l := range links {
-		callers[l.Caller] = true
 		p, ok := byName[l.Name]
 		switch {
 		case !ok:
@@ -485,6 +479,21 @@ func brokerProblems(t *testing.T, c composeFile, list []proxy, links []lab.Link)
 		case !p.Enabled:
 			fail("proxy %s starts disabled", l.Name)
 		}
+	}
+}
+
+func brokerProblems(t *testing.T, c composeFile, list []proxy, links []lab.Link) []string {
+	t.Helper()
+	var ps []string
+	fail := func(format string, args ...any) { ps = append(ps, fmt.Sprintf(format, args...)) }
+	if _, ok := c.Services[lab.Broker]; !ok {
+		fail("compose.yaml has no %s", lab.Broker)
+	}
+	upstream := fmt.Sprintf("%s:%d", lab.Broker, lab.ServicePorts[lab.Broker])
+	checkBrokerProxies(list, links, upstream, fail)
+	callers := map[string]bool{}
+	for _, l := range links {
+		callers[l.Caller] = true
 		instances := instancesOf(c, l.Caller)
 		if len(instances) == 0 {
 			fail("broker link %s: no service runs %s", l.Name, l.Caller)

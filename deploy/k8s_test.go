@@ -582,7 +582,6 @@ func k8sBrokerProblems(t *testing.T, m manifests, c composeFile, throughToxiprox
 		fail("no Deployment %s behind a Service with port %d", lab.Broker, brokerPort)
 	}
 	upstream := fmt.Sprintf("%s:%d", lab.Broker, brokerPort)
-	byName := map[string]proxy{}
 	if throughToxiproxy {
 		tp := m.deployments["toxiproxy"]
 		if tp == nil {
@@ -594,12 +593,7 @@ func k8sBrokerProblems(t *testing.T, m manifests, c composeFile, throughToxiprox
 		} else if err := json.Unmarshal([]byte(cm.Data["proxies.json"]), &list); err != nil {
 			fail("toxiproxy's proxies.json: %v", err)
 		}
-		for _, p := range list {
-			byName[p.Name] = p
-			if p.Upstream == upstream && !slices.ContainsFunc(links, func(l lab.Link) bool { return l.Name == p.Name }) {
-				fail("proxy %s forwards to NATS but is no broker link", p.Name)
-			}
-		}
+		checkBrokerProxies(list, links, upstream, fail)
 		tc := tp.Spec.Template.Spec.Containers[0]
 		if r := tc.ReadinessProbe; len(list) > 0 && r != nil && r.HTTPGet != nil && r.HTTPGet.Path != "/proxies/"+list[len(list)-1].Name {
 			fail("toxiproxy's readiness probe waits for %s, but the last proxy of its file is %s", r.HTTPGet.Path, list[len(list)-1].Name)
@@ -626,17 +620,6 @@ func k8sBrokerProblems(t *testing.T, m manifests, c composeFile, throughToxiprox
 		host, port := lab.Broker, brokerPort
 		if throughToxiproxy {
 			host, port = "toxiproxy", l.Port
-			p, ok := byName[l.Name]
-			switch {
-			case !ok:
-				fail("broker link %s has no proxy", l.Name)
-			case p.Listen != fmt.Sprintf("0.0.0.0:%d", l.Port):
-				fail("proxy %s listens on %s, want 0.0.0.0:%d", l.Name, p.Listen, l.Port)
-			case p.Upstream != upstream:
-				fail("proxy %s forwards to %s, want %s", l.Name, p.Upstream, upstream)
-			case !p.Enabled:
-				fail("proxy %s starts disabled", l.Name)
-			}
 		}
 		d := m.deployments[l.Caller]
 		if d == nil {
