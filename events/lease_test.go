@@ -26,6 +26,14 @@ func replicaRelay(t *testing.T, cfg Config, path, instance string) (*Relay, *pro
 	return r, reg
 }
 
+// holdLease writes the outbox's lease as a relay that held it until `until` and then died would have.
+func holdLease(t *testing.T, db *sql.DB, holder string, until time.Time) {
+	t.Helper()
+	if _, err := db.Exec(`INSERT INTO outbox_relay (id, holder, expires_at) VALUES (1, ?, ?)`, holder, until.UnixNano()); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func dbPath(t *testing.T, db *sql.DB) string {
 	t.Helper()
 	var seq int
@@ -99,9 +107,7 @@ func TestStandbyWaitsForADeadHoldersLease(t *testing.T) {
 	cfg := testConfig(broker.URL())
 	cfg.RelayLease = 500 * time.Millisecond
 	expires := time.Now().Add(1500 * time.Millisecond)
-	if _, err := db.Exec(`INSERT INTO outbox_relay (id, holder, expires_at) VALUES (1, 'payments-1', ?)`, expires.UnixNano()); err != nil {
-		t.Fatal(err)
-	}
+	holdLease(t, db, "payments-1", expires)
 	want := recordPlaced(t, db, "orphaned", 10)
 	_, reg := replicaRelay(t, cfg, dbPath(t, db), "payments-2")
 	time.Sleep(200 * time.Millisecond)
@@ -121,10 +127,7 @@ func TestRestartedRelayKeepsItsLease(t *testing.T) {
 	db := openDB(t)
 	cfg := testConfig(broker.URL())
 	cfg.RelayLease = time.Minute
-	if _, err := db.Exec(`INSERT INTO outbox_relay (id, holder, expires_at) VALUES (1, 'payments-1', ?)`,
-		time.Now().Add(cfg.RelayLease).UnixNano()); err != nil {
-		t.Fatal(err)
-	}
+	holdLease(t, db, "payments-1", time.Now().Add(cfg.RelayLease))
 	want := recordPlaced(t, db, "restarted", 5)
 	_, reg := replicaRelay(t, cfg, dbPath(t, db), "payments-1")
 	eventually(t, "the restarted relay to publish", func() bool { return metric(t, reg, "events_published_total") == 5 })
