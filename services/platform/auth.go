@@ -34,37 +34,35 @@ const (
 // servers ask for none. ServiceAuthFromEnv never returns it off unless SERVICE_AUTH=off says so, so a
 // process started without a secret refuses to run; only a Config built in Go (tests) is off silently.
 type ServiceAuth struct {
-	Secret []byte           // HS256 key, at least MinServiceSecretBytes; nil: off
+	Secret []byte // HS256 key tokens are minted with and accepted by, at least MinServiceSecretBytes; nil: off
+	// Accept is a second key whose tokens are accepted but never minted: the next key before a rotation,
+	// the previous one during it, so the services can change keys one restart at a time (docs/security.md).
+	Accept []byte
 	TTL    time.Duration    // lifetime of minted tokens; 0: DefaultServiceTokenTTL
 	Now    func() time.Time // nil: time.Now (tests inject a clock)
 }
 
 // ServiceAuthFromEnv reads SERVICE_AUTH (on, the default, or off), the secret from SERVICE_TOKEN_SECRET
-// or the file SERVICE_TOKEN_SECRET_FILE names (a mounted secret; trailing newlines are dropped), and
+// or the file SERVICE_TOKEN_SECRET_FILE names (a mounted secret; trailing newlines are dropped), the
+// key also accepted from SERVICE_TOKEN_ACCEPT_SECRET or SERVICE_TOKEN_ACCEPT_SECRET_FILE (optional), and
 // SERVICE_TOKEN_TTL. With auth on, a missing or short secret is a configuration error.
 func ServiceAuthFromEnv(env *Env) ServiceAuth {
 	mode := strings.ToLower(env.String("SERVICE_AUTH", "on"))
-	secret := env.String("SERVICE_TOKEN_SECRET", "")
-	file := env.String("SERVICE_TOKEN_SECRET_FILE", "")
 	a := ServiceAuth{TTL: env.Duration("SERVICE_TOKEN_TTL", DefaultServiceTokenTTL)}
 	if a.TTL < 10*time.Second || a.TTL > MaxServiceTokenTTL {
 		env.Fail("SERVICE_TOKEN_TTL=%s: want 10s to %s", a.TTL, MaxServiceTokenTTL)
 	}
-	switch {
-	case secret != "" && file != "":
-		env.Fail("set SERVICE_TOKEN_SECRET or SERVICE_TOKEN_SECRET_FILE, not both")
+	secret, ok := secretFromEnv(env, "SERVICE_TOKEN_SECRET")
+	if !ok {
 		return a
-	case file != "":
-		data, err := os.ReadFile(file)
-		if err != nil {
-			env.Fail("SERVICE_TOKEN_SECRET_FILE: %v", err)
-			return a
-		}
-		secret = strings.TrimRight(string(data), "\r\n")
+	}
+	accept, ok := secretFromEnv(env, "SERVICE_TOKEN_ACCEPT_SECRET")
+	if !ok {
+		return a
 	}
 	switch mode {
 	case "off":
-		if secret != "" {
+		if secret != "" || accept != "" {
 			env.Fail("SERVICE_AUTH=off but a service token secret is set: drop one of them")
 		}
 		return ServiceAuth{}
@@ -82,13 +80,44 @@ func ServiceAuthFromEnv(env *Env) ServiceAuth {
 	default:
 		a.Secret = []byte(secret)
 	}
+	switch {
+	case accept == "":
+	case len(accept) < MinServiceSecretBytes:
+		env.Fail("the accepted service token secret must be at least %d bytes", MinServiceSecretBytes)
+	case accept == secret:
+		env.Fail("SERVICE_TOKEN_ACCEPT_SECRET is the same key as SERVICE_TOKEN_SECRET: set it to the next or the previous key")
+	default:
+		a.Accept = []byte(accept)
+	}
 	return a
+}
+
+// secretFromEnv reads the key named name from that variable or from the file name_FILE names (trailing
+// newlines dropped); "" when neither is set. ok is false when both are set or the file cannot be read.
+func secretFromEnv(env *Env, name string) (secret string, ok bool) {
+	secret, file := env.String(name, ""), env.String(name+"_FILE", "")
+	switch {
+	case secret != "" && file != "":
+		env.Fail("set %s or %s_FILE, not both", name, name)
+		return "", false
+	case file != "":
+		data, err := os.ReadFile(file)
+		if err != nil {
+			env.Fail("%s_FILE: %v", name, err)
+			return "", false
+		}
+		return strings.TrimRight(string(data), "\r\n"), true
+	}
+	return secret, true
 }
 
 // String describes a without its secret, so a Config printed with %v or logged never shows the key.
 func (a ServiceAuth) String() string {
 	if !a.Enabled() {
 		return "service auth off"
+	}
+	if len(a.Accept) > 0 {
+		return fmt.Sprintf("service auth on (%d-byte secret, %d-byte key also accepted, tokens live %s)", len(a.Secret), len(a.Accept), a.ttl())
 	}
 	return fmt.Sprintf("service auth on (%d-byte secret, tokens live %s)", len(a.Secret), a.ttl())
 }
@@ -209,7 +238,11 @@ func (a ServiceAuth) RequireServiceToken(self string, callers map[string][]strin
 		}
 		return len(y.method) - len(x.method)
 	})
-	key := func(*jwt.Token) (any, error) { return a.Secret, nil }
+	var keys any = a.Secret
+	if len(a.Accept) > 0 {
+		keys = jwt.VerificationKeySet{Keys: []jwt.VerificationKey{a.Secret, a.Accept}}
+	}
+	key := func(*jwt.Token) (any, error) { return keys, nil }
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		raw, ok := bearer(r.Header.Get("Authorization"))
 		if !ok {

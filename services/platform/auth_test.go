@@ -23,7 +23,10 @@ import (
 	"github.com/resilience-lab/lab/services/platform"
 )
 
-const testServiceSecret = "test-service-secret-0123456789abcdef"
+const (
+	testServiceSecret = "test-service-secret-0123456789abcdef"
+	testNextSecret    = "test-next-service-secret-0123456789abcdef"
+)
 
 // testClock is a settable clock for token lifetimes.
 type testClock struct {
@@ -49,6 +52,10 @@ func TestServiceAuthFromEnv(t *testing.T) {
 	if err := os.WriteFile(secretFile, []byte(testServiceSecret+"\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	nextFile := filepath.Join(dir, "next")
+	if err := os.WriteFile(nextFile, []byte(testNextSecret+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
 	shortFile := filepath.Join(dir, "short")
 	if err := os.WriteFile(shortFile, []byte("short\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -72,6 +79,13 @@ func TestServiceAuthFromEnv(t *testing.T) {
 		{"unknown mode", map[string]string{"SERVICE_AUTH": "maybe", "SERVICE_TOKEN_SECRET": testServiceSecret}, false, "want on or off"},
 		{"ttl too long", map[string]string{"SERVICE_TOKEN_SECRET": testServiceSecret, "SERVICE_TOKEN_TTL": "1h"}, true, "SERVICE_TOKEN_TTL"},
 		{"ttl too short", map[string]string{"SERVICE_TOKEN_SECRET": testServiceSecret, "SERVICE_TOKEN_TTL": "1s"}, true, "SERVICE_TOKEN_TTL"},
+		{"a key also accepted", map[string]string{"SERVICE_TOKEN_SECRET": testServiceSecret, "SERVICE_TOKEN_ACCEPT_SECRET": testNextSecret}, true, ""},
+		{"a key also accepted from a file", map[string]string{"SERVICE_TOKEN_SECRET": testServiceSecret, "SERVICE_TOKEN_ACCEPT_SECRET_FILE": nextFile}, true, ""},
+		{"short accepted key", map[string]string{"SERVICE_TOKEN_SECRET": testServiceSecret, "SERVICE_TOKEN_ACCEPT_SECRET": "too-short"}, true, "accepted service token secret must be at least 32 bytes"},
+		{"accepted key equal to the secret", map[string]string{"SERVICE_TOKEN_SECRET": testServiceSecret, "SERVICE_TOKEN_ACCEPT_SECRET": testServiceSecret}, true, "the same key"},
+		{"accepted key from both sources", map[string]string{"SERVICE_TOKEN_SECRET": testServiceSecret, "SERVICE_TOKEN_ACCEPT_SECRET": testNextSecret, "SERVICE_TOKEN_ACCEPT_SECRET_FILE": nextFile}, false, "SERVICE_TOKEN_ACCEPT_SECRET or SERVICE_TOKEN_ACCEPT_SECRET_FILE, not both"},
+		{"an accepted key without a secret", map[string]string{"SERVICE_TOKEN_ACCEPT_SECRET": testNextSecret}, false, "SERVICE_TOKEN_SECRET or SERVICE_TOKEN_SECRET_FILE is required"},
+		{"off with an accepted key", map[string]string{"SERVICE_AUTH": "off", "SERVICE_TOKEN_ACCEPT_SECRET": testNextSecret}, false, "SERVICE_AUTH=off"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -89,6 +103,10 @@ func TestServiceAuthFromEnv(t *testing.T) {
 			}
 			if c.errHas == "" && c.enabled && string(a.Secret) != testServiceSecret {
 				t.Errorf("secret %q, want %q (trailing newline of a file dropped)", a.Secret, testServiceSecret)
+			}
+			if _, set := c.env["SERVICE_TOKEN_ACCEPT_SECRET"]; c.errHas == "" && (set || c.env["SERVICE_TOKEN_ACCEPT_SECRET_FILE"] != "") &&
+				string(a.Accept) != testNextSecret {
+				t.Errorf("accepted key %q, want %q", a.Accept, testNextSecret)
 			}
 		})
 	}
@@ -219,6 +237,52 @@ func TestServiceTokensAreRequiredAndChecked(t *testing.T) {
 				t.Errorf("WWW-Authenticate %q", ch)
 			}
 		})
+	}
+}
+
+// A key rotation in three rolling restarts: first every service also accepts the next key, then every
+// service mints with it (still accepting the old one), then the old one goes. At every step, a caller
+// and a callee from either side of the rollout understand each other; skipping the first step does not.
+func TestServiceKeyRotationNeedsNoDowntime(t *testing.T) {
+	oldKey, newKey := []byte(testServiceSecret), []byte(testNextSecret)
+	stages := []platform.ServiceAuth{
+		{Secret: oldKey},                 // before
+		{Secret: oldKey, Accept: newKey}, // 1: accept the next key
+		{Secret: newKey, Accept: oldKey}, // 2: mint with it, accept the previous
+		{Secret: newKey},                 // 3: the previous key is gone
+	}
+	status := func(caller, callee platform.ServiceAuth) int {
+		t.Helper()
+		srv := authedService(t, callee)
+		tok, err := caller.TokenSource("orders", "catalog").Token()
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodGet, srv.URL+"/products", nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for i := 1; i < len(stages); i++ {
+		for _, pair := range [][2]int{{i - 1, i}, {i, i - 1}, {i, i}} {
+			if got := status(stages[pair[0]], stages[pair[1]]); got != http.StatusOK {
+				t.Errorf("during step %d, a caller at stage %d → a callee at stage %d: %d, want 200", i, pair[0], pair[1], got)
+			}
+		}
+	}
+	if got := status(stages[2], stages[0]); got != http.StatusUnauthorized {
+		t.Errorf("minting with the new key before every callee accepts it: %d, want 401", got)
+	}
+	other := platform.ServiceAuth{Secret: []byte("another-secret-0123456789abcdefghij")}
+	if got := status(other, stages[2]); got != http.StatusUnauthorized {
+		t.Errorf("a key that is neither: %d, want 401", got)
+	}
+	if s := stages[1].String(); strings.Contains(s, testNextSecret) || strings.Contains(s, testServiceSecret) || !strings.Contains(s, "also accepted") {
+		t.Errorf("String() = %q: want the accepted key mentioned, never printed", s)
 	}
 }
 
