@@ -491,7 +491,10 @@ func checkEnv(t *testing.T, m manifests, d *appsv1.Deployment, prog program) {
 		case e.ValueFrom == nil:
 			env[e.Name] = e.Value
 		case e.ValueFrom.SecretKeyRef != nil:
-			env[e.Name] = secretValue(m, e.ValueFrom.SecretKeyRef)
+			// An optional key missing from the Secret leaves the variable unset, as the kubelet does.
+			if v, ok := secretValue(m, e.ValueFrom.SecretKeyRef); ok {
+				env[e.Name] = v
+			}
 		case e.ValueFrom.ResourceFieldRef != nil && e.Name == "GOMEMLIMIT":
 			// The runtime reads the limit in bytes; the check needs a name, not the value.
 			env[e.Name] = ""
@@ -505,15 +508,18 @@ func checkEnv(t *testing.T, m manifests, d *appsv1.Deployment, prog program) {
 }
 
 // secretValue is the rendered value of a Secret key or, for a Secret supplied to the cluster (not in
-// git), a stand-in of the key's minimum length.
-func secretValue(m manifests, ref *corev1.SecretKeySelector) string {
+// git), a stand-in of the key's minimum length. An optional key is there only if the rendered Secret has
+// it: a supplied Secret is taken to hold none (a key rotation is not under way).
+func secretValue(m manifests, ref *corev1.SecretKeySelector) (string, bool) {
+	optional := ref.Optional != nil && *ref.Optional
 	if s, ok := m.secrets[ref.Name]; ok {
 		if v, ok := s.Data[ref.Key]; ok {
-			return string(v)
+			return string(v), true
 		}
-		return s.StringData[ref.Key]
+		v, ok := s.StringData[ref.Key]
+		return v, ok || !optional
 	}
-	return strings.Repeat("k", gateway.MinJWTSecretBytes)
+	return strings.Repeat("k", gateway.MinJWTSecretBytes), !optional
 }
 
 // checkLinks: each caller reaches each callee through the link's own Toxiproxy proxy when the overlay
