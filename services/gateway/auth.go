@@ -37,6 +37,7 @@ type Token struct {
 // another algorithm an attacker could pick), exp is required, nbf is honoured and the issuer must match.
 type Authenticator struct {
 	secret []byte
+	keys   any // what verifies a token: secret, or a jwt.VerificationKeySet with an accepted key
 	issuer string
 	now    func() time.Time
 	parser *jwt.Parser
@@ -55,6 +56,7 @@ func NewAuthenticator(secret []byte, issuer string, now func() time.Time) (*Auth
 	}
 	return &Authenticator{
 		secret: secret,
+		keys:   secret,
 		issuer: issuer,
 		now:    now,
 		parser: jwt.NewParser(
@@ -64,6 +66,16 @@ func NewAuthenticator(secret []byte, issuer string, now func() time.Time) (*Auth
 			jwt.WithTimeFunc(now),
 		),
 	}, nil
+}
+
+// Accept makes a also accept tokens signed with key, never issuing with it: the next key while the
+// identity provider moves to it, or the previous one after, so a key rotation logs nobody out.
+func (a *Authenticator) Accept(key []byte) error {
+	if len(key) < MinJWTSecretBytes {
+		return fmt.Errorf("accepted jwt key: want at least %d bytes, got %d", MinJWTSecretBytes, len(key))
+	}
+	a.keys = jwt.VerificationKeySet{Keys: []jwt.VerificationKey{a.secret, key}}
+	return nil
 }
 
 // AdminRole is the role a token needs for the gateway's admin API (the canary's weight): a "roles"
@@ -120,7 +132,7 @@ func (a *Authenticator) verify(raw string) identity {
 		return identity{err: unauthorized(CodeInvalidToken, "the token is too large")}
 	}
 	var claims tokenClaims
-	_, err := a.parser.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return a.secret, nil })
+	_, err := a.parser.ParseWithClaims(raw, &claims, func(*jwt.Token) (any, error) { return a.keys, nil })
 	fail := func(code, msg string) identity { return identity{err: unauthorized(code, msg)} }
 	switch {
 	case err == nil:

@@ -155,11 +155,75 @@ func TestDevTokensOff(t *testing.T) {
 	}
 }
 
+// With an accepted key, tokens signed with either key pass and only the secret signs: the identity
+// provider can move to the next key while tokens it signed with the current one still work.
+func TestAuthenticatorAcceptsASecondKey(t *testing.T) {
+	current, next := []byte(strings.Repeat("c", MinJWTSecretBytes)), []byte(strings.Repeat("n", MinJWTSecretBytes))
+	signer := func(key []byte) *Authenticator {
+		a, err := NewAuthenticator(key, "iss", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	gateway := signer(current)
+	if err := gateway.Accept(next); err != nil {
+		t.Fatal(err)
+	}
+	for name, key := range map[string][]byte{"current": current, "next": next} {
+		tok, err := signer(key).Issue("alice", time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if subject, verr := gateway.Verify(tok.Token); verr != nil || subject != "alice" {
+			t.Errorf("a token signed with the %s key: %q, %v; want alice", name, subject, verr)
+		}
+	}
+	other, err := signer([]byte(strings.Repeat("o", MinJWTSecretBytes))).Issue("alice", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, verr := gateway.Verify(other.Token); verr == nil || verr.Code != CodeInvalidToken {
+		t.Errorf("a token signed with neither key: %v, want %s", verr, CodeInvalidToken)
+	}
+	issued, err := gateway.Issue("bob", time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, verr := signer(current).Verify(issued.Token); verr != nil {
+		t.Errorf("the gateway issued with another key than its secret: %v", verr)
+	}
+	if err := gateway.Accept([]byte("short")); err == nil {
+		t.Error("a short accepted key was taken")
+	}
+}
+
 func TestNewAuthenticatorRejectsShortSecret(t *testing.T) {
 	if _, err := NewAuthenticator([]byte(strings.Repeat("k", MinJWTSecretBytes-1)), "iss", nil); err == nil {
 		t.Fatal("a 31-byte secret was accepted")
 	}
 	if _, err := NewAuthenticator([]byte(strings.Repeat("k", MinJWTSecretBytes)), "", nil); err == nil {
 		t.Fatal("an empty issuer was accepted")
+	}
+}
+
+// The gateway takes GATEWAY_JWT_ACCEPT_SECRET into its authenticator: a user token signed with the next
+// key reaches the API.
+func TestGatewayAcceptsTokensOfTheAcceptedKey(t *testing.T) {
+	next := strings.Repeat("n", MinJWTSecretBytes)
+	g := newTestGateway(t, func(c *Config) { c.JWTAcceptSecret = next })
+	idp, err := NewAuthenticator([]byte(next), "resilience-lab", g.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := idp.Issue("alice", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a := g.do(t, "GET", "/api/orders", nil, bearer(tok.Token)...); a.status != http.StatusOK {
+		t.Fatalf("GET /api/orders with a token of the accepted key: %d %s", a.status, a.body)
+	}
+	if a := g.do(t, "GET", "/api/orders", nil, bearer(g.mint(t, "alice"))...); a.status != http.StatusOK {
+		t.Fatalf("GET /api/orders with a token of the secret: %d %s", a.status, a.body)
 	}
 }

@@ -47,10 +47,13 @@ type Config struct {
 	// stale (GATEWAY_STALE_CATALOG, default true; false for the chaos lab's runs without it).
 	StaleCatalog bool
 
-	JWTSecret string        // GATEWAY_JWT_SECRET: HS256 key, ≥ 32 bytes; required unless DevTokens
-	JWTIssuer string        // GATEWAY_JWT_ISSUER, default "resilience-lab"
-	DevTokens bool          // GATEWAY_DEV_TOKENS, default true: serve POST /api/token
-	TokenTTL  time.Duration // GATEWAY_TOKEN_TTL, default 1h: lifetime of a dev token without ttl_seconds
+	JWTSecret string // GATEWAY_JWT_SECRET: HS256 key, ≥ 32 bytes; required unless DevTokens
+	// JWTAcceptSecret is a second key whose tokens are accepted, never issued (GATEWAY_JWT_ACCEPT_SECRET):
+	// the next key while the identity provider moves to it, so user tokens survive a rotation.
+	JWTAcceptSecret string
+	JWTIssuer       string        // GATEWAY_JWT_ISSUER, default "resilience-lab"
+	DevTokens       bool          // GATEWAY_DEV_TOKENS, default true: serve POST /api/token
+	TokenTTL        time.Duration // GATEWAY_TOKEN_TTL, default 1h: lifetime of a dev token without ttl_seconds
 
 	RateLimitRPS   float64 // GATEWAY_RATE_LIMIT_RPS, default 100: sustained requests per second per client
 	RateLimitBurst int     // GATEWAY_RATE_LIMIT_BURST, default 200
@@ -98,6 +101,7 @@ func ConfigFromEnv(env *platform.Env) Config {
 		OrdersURL:           env.String("ORDERS_URL", "http://localhost:8082"),
 		PaymentsURL:         env.String("PAYMENTS_URL", "http://localhost:8083"),
 		JWTSecret:           env.String("GATEWAY_JWT_SECRET", ""),
+		JWTAcceptSecret:     env.String("GATEWAY_JWT_ACCEPT_SECRET", ""),
 		JWTIssuer:           env.String("GATEWAY_JWT_ISSUER", "resilience-lab"),
 		DevTokens:           env.Bool("GATEWAY_DEV_TOKENS", true),
 		TokenTTL:            env.Duration("GATEWAY_TOKEN_TTL", time.Hour),
@@ -143,6 +147,15 @@ func (cfg Config) validate() error {
 	}
 	if cfg.JWTSecret != "" && len(cfg.JWTSecret) < MinJWTSecretBytes {
 		errs = append(errs, fmt.Errorf("GATEWAY_JWT_SECRET must be at least %d bytes", MinJWTSecretBytes))
+	}
+	switch {
+	case cfg.JWTAcceptSecret == "":
+	case cfg.JWTSecret == "":
+		errs = append(errs, errors.New("GATEWAY_JWT_ACCEPT_SECRET needs GATEWAY_JWT_SECRET: a second key is for rotating the first"))
+	case len(cfg.JWTAcceptSecret) < MinJWTSecretBytes:
+		errs = append(errs, fmt.Errorf("GATEWAY_JWT_ACCEPT_SECRET must be at least %d bytes", MinJWTSecretBytes))
+	case cfg.JWTAcceptSecret == cfg.JWTSecret:
+		errs = append(errs, errors.New("GATEWAY_JWT_ACCEPT_SECRET is the same key as GATEWAY_JWT_SECRET: set it to the next or the previous key"))
 	}
 	if cfg.JWTIssuer == "" {
 		errs = append(errs, errors.New("GATEWAY_JWT_ISSUER must not be empty"))

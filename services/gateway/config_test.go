@@ -73,6 +73,9 @@ func TestConfigFromEnvRejectsBadValues(t *testing.T) {
 		{"unknown breaker", map[string]string{"GATEWAY_CATALOG_BREAKER": "fuse"}, "GATEWAY_CATALOG_"},
 		{"negative hedge delay", map[string]string{"GATEWAY_ORDERS_HEDGE_DELAY": "-1s"}, "GATEWAY_ORDERS_HEDGE_DELAY"},
 		{"negative shed bound", map[string]string{"GATEWAY_SHED_MAX_IN_FLIGHT": "-1"}, "GATEWAY_"},
+		{"accepted key without a secret", map[string]string{"GATEWAY_JWT_ACCEPT_SECRET": strings.Repeat("n", 32)}, "needs GATEWAY_JWT_SECRET"},
+		{"short accepted key", map[string]string{"GATEWAY_JWT_SECRET": strings.Repeat("k", 32), "GATEWAY_JWT_ACCEPT_SECRET": "short"}, "GATEWAY_JWT_ACCEPT_SECRET must be at least 32 bytes"},
+		{"accepted key equal to the secret", map[string]string{"GATEWAY_JWT_SECRET": strings.Repeat("k", 32), "GATEWAY_JWT_ACCEPT_SECRET": strings.Repeat("k", 32)}, "the same key"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -171,6 +171,11 @@ func assemble(cfg Config, policies *resilience.Policies, cat Catalog, ord Orders
 	if err != nil {
 		return nil, err
 	}
+	if cfg.JWTAcceptSecret != "" {
+		if err := auth.Accept([]byte(cfg.JWTAcceptSecret)); err != nil {
+			return nil, err
+		}
+	}
 	var issuer *Authenticator
 	if cfg.DevTokens {
 		logger.Warn("GATEWAY_DEV_TOKENS=true: POST /api/token mints a token for any subject")
