@@ -124,11 +124,11 @@ test: docker-engine pact-tools ## All tests: vet, unit and integration tests (ra
 	$(GO) test -race -count=1 $(UNIT_PKGS)
 	$(GO) test -race -count=1 -tags pact ./contracts/...
 	$(MAKE) --no-print-directory contracts
-	FUZZTIME=3s bash scripts/fuzz.sh
+	FUZZTIME=3000x bash scripts/fuzz.sh
 	$(GO) test -count=1 -timeout 20m ./scenarios
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz target for FUZZTIME each (default 60s; make test runs them for 3s)
+fuzz: ## Run every fuzz target for FUZZTIME each (default 60s; make test runs 3000 inputs each)
 	FUZZTIME=$(or $(FUZZTIME),60s) bash scripts/fuzz.sh
 
 .PHONY: contracts
