@@ -48,6 +48,14 @@ type Fault interface {
 	Revert(ctx context.Context, t Target) error
 }
 
+// Disabler is a Fault that can stop acting at once, before Revert cleans it up; a Schedule counts the
+// fault off when Disable returns. Toxics are: removing a toxic flushes what it holds into the next stage
+// under the proxy's lock, and Toxiproxy waits up to 5 s per chunk when that link's client has gone (its
+// writer waits for the same lock to leave), while turning it into a pass-through does not flush.
+type Disabler interface {
+	Disable(ctx context.Context, t Target) error
+}
+
 // Stream names a direction of a link: upstream carries requests (caller → callee), downstream carries
 // answers.
 type Stream string
@@ -132,6 +140,41 @@ func (t *Toxic) Revert(_ context.Context, target Target) error {
 		}
 	}
 	t.names = nil
+	return errors.Join(errs...)
+}
+
+// passThrough are the attributes that make the lab's own toxics (package interruptible) pass data on
+// untouched; they hold no data across the change.
+var passThrough = map[string]map[string]any{
+	"bandwidth": {"rate": int64(1) << 40},
+	"slicer":    {"average_size": 1 << 30, "size_variation": 0, "delay": 0},
+}
+
+// Disable implements Disabler: the lab's bandwidth and slicer become pass-throughs on every connection,
+// Toxiproxy's own toxics get toxicity 0 (connections run its no-op toxic); http_fault, whose halves
+// must go in order, is reverted.
+func (t *Toxic) Disable(ctx context.Context, target Target) error {
+	switch t.Type {
+	case "http_fault":
+		return t.Revert(ctx, target)
+	case "bandwidth", "slicer", "latency", "timeout", "reset_peer", "slow_close", "limit_data":
+	default:
+		return t.Revert(ctx, target)
+	}
+	p, err := target.Toxiproxy.Proxy(t.Link)
+	if err != nil {
+		return fmt.Errorf("fault: proxy %s: %w", t.Link, err)
+	}
+	toxicity, attrs := float32(0), t.Attributes
+	if pt, ok := passThrough[t.Type]; ok {
+		toxicity, attrs = 1, pt // every connection runs the toxic, so each passes on what it holds
+	}
+	var errs []error
+	for i := len(t.names) - 1; i >= 0; i-- {
+		if _, err := p.UpdateToxic(t.names[i], toxicity, toxiclient.Attributes(attrs)); err != nil && !isNotFound(err) {
+			errs = append(errs, fmt.Errorf("fault: disable %s on %s: %w", t.Type, t.Link, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 

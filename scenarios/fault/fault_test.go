@@ -15,6 +15,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/resilience-lab/lab/scenarios/lab/toxiproxy/httpfault"
+	"github.com/resilience-lab/lab/scenarios/lab/toxiproxy/interruptible"
 )
 
 var links = []string{"gateway-catalog", "gateway-orders", "gateway-payments", "orders-catalog", "orders-payments"}
@@ -177,6 +178,50 @@ func TestScheduleRollsBackWhatIsStillOn(t *testing.T) {
 	}
 }
 
+// slowRevert is a Disabler whose clean-up takes a while, as removing a toxic from a link whose client
+// has gone does.
+type slowRevert struct {
+	recorder
+	cleanup time.Duration
+}
+
+func (r slowRevert) Disable(context.Context, Target) error {
+	*r.log = append(*r.log, "disable "+r.name)
+	return nil
+}
+func (r slowRevert) Revert(ctx context.Context, t Target) error {
+	time.Sleep(r.cleanup)
+	return r.recorder.Revert(ctx, t)
+}
+
+func TestScheduleCountsADisabledFaultOffBeforeItsCleanUp(t *testing.T) {
+	var log []string
+	f := slowRevert{recorder: recorder{name: "bandwidth", log: &log}, cleanup: 300 * time.Millisecond}
+	s, err := NewSchedule(Target{}, Step{Fault: f, From: 0, To: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	s.Start(time.Now())
+	if err := s.Inject(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	asked := time.Now()
+	if err := s.Revert(ctx, 0); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := strings.Join(log, ","), "on bandwidth,disable bandwidth,off bandwidth"; got != want {
+		t.Fatalf("calls %s, want %s", got, want)
+	}
+	evs := s.Events()
+	if len(evs) != 2 || evs[1].On {
+		t.Fatalf("events %+v", evs)
+	}
+	if off := evs[1].At.Sub(asked); off >= f.cleanup {
+		t.Fatalf("off recorded %s after the revert was asked for: after the clean-up, not when the fault stopped", off)
+	}
+}
+
 func TestNewScheduleRejectsBadSteps(t *testing.T) {
 	var log []string
 	f := recorder{name: "a", log: &log}
@@ -191,6 +236,7 @@ func TestNewScheduleRejectsBadSteps(t *testing.T) {
 // that each shows up with its attributes and is gone after Revert.
 func TestToxicsOnToxiproxy(t *testing.T) {
 	httpfault.Register()
+	interruptible.Register()
 	server := toxiproxy.NewServer(toxiproxy.NewMetricsContainer(prometheus.NewRegistry()), zerolog.Nop())
 	api := httptest.NewServer(server.Routes())
 	defer api.Close()
@@ -231,6 +277,40 @@ func TestToxicsOnToxiproxy(t *testing.T) {
 		}
 		if tx := tc.fault.(*Toxic); tx.Type == "http_fault" && toxics[0].Toxicity != 1 {
 			t.Fatalf("%s: http_fault toxicity %v, want 1", tx.Name(), toxics[0].Toxicity)
+		}
+		// Disable leaves the toxics in place but inert (http_fault is reverted outright).
+		tx := tc.fault.(*Toxic)
+		if err := tx.Disable(ctx, target); err != nil {
+			t.Fatalf("%s disable: %v", tx.Name(), err)
+		}
+		toxics, err = p.Toxics()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tx.Type == "http_fault" {
+			if len(toxics) != 0 {
+				t.Fatalf("%s: %d toxics left after disable, want it reverted", tx.Name(), len(toxics))
+			}
+		} else {
+			if len(toxics) != tc.toxics {
+				t.Fatalf("%s: %d toxics after disable, want %d", tx.Name(), len(toxics), tc.toxics)
+			}
+			for _, got := range toxics {
+				switch tx.Type {
+				case "bandwidth":
+					if got.Toxicity != 1 || got.Attributes["rate"] != float64(int64(1)<<40) {
+						t.Fatalf("%s disabled: toxicity %v attributes %v, want a pass-through on every connection", tx.Name(), got.Toxicity, got.Attributes)
+					}
+				case "slicer":
+					if got.Toxicity != 1 || got.Attributes["average_size"] != float64(1<<30) || got.Attributes["delay"] != float64(0) {
+						t.Fatalf("%s disabled: toxicity %v attributes %v, want a pass-through on every connection", tx.Name(), got.Toxicity, got.Attributes)
+					}
+				default:
+					if got.Toxicity != 0 {
+						t.Fatalf("%s disabled: toxicity %v, want 0", tx.Name(), got.Toxicity)
+					}
+				}
+			}
 		}
 		if err := tc.fault.Revert(ctx, target); err != nil {
 			t.Fatalf("%s revert: %v", tc.fault.Name(), err)

@@ -86,13 +86,22 @@ func (s *Schedule) Revert(ctx context.Context, i int) error {
 	}
 	delete(s.active, i)
 	s.mu.Unlock()
-	err := s.steps[i].Fault.Revert(context.WithoutCancel(ctx), s.target)
+	ctx = context.WithoutCancel(ctx)
+	f := s.steps[i].Fault
+	if d, ok := f.(Disabler); ok {
+		if err := d.Disable(ctx, s.target); err == nil {
+			s.record(i, false, nil)
+			return f.Revert(ctx, s.target)
+		}
+		// Not disabled: the fault is off once Revert returns.
+	}
+	err := f.Revert(ctx, s.target)
 	s.record(i, false, err)
 	return err
 }
 
-// record notes step i going on or off now; a revert counts as done when its call returns (a container
-// started again is back when it is ready).
+// record notes step i going on or off now; a fault is off when Disable returns, else when Revert does
+// (a container started again is back when it is ready).
 func (s *Schedule) record(i int, on bool, err error) { s.recordAt(i, on, s.now(), err) }
 
 func (s *Schedule) recordAt(i int, on bool, at time.Time, err error) {

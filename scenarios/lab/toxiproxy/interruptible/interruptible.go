@@ -7,10 +7,17 @@
 // later API call on that proxy, a reset included, times out after 25 s with a 503
 // (Shopify/toxiproxy#558). The lab's catalog-bandwidth scenario hit it in a CI run and every scenario
 // after it failed to reset. These keep the same type names and attributes, so clients see no change.
+//
+// An interrupt never waits on the next stage: what the toxic holds then is kept in the link's state
+// (StatefulToxic) and passed on first when the toxic runs again, after an update, or flushed by Cleanup
+// when it is removed. So an update (the lab's fault off: a pass-through rate or slice size) returns at
+// once even on a link whose client has gone, whose writer waits for the very lock the update holds.
 package interruptible
 
 import (
+	"encoding/json"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"github.com/Shopify/toxiproxy/v2/stream"
@@ -23,30 +30,120 @@ func Register() {
 	toxics.Register("slicer", new(Slicer))
 }
 
-// flushWait bounds how long an interrupted toxic waits to hand on the data it holds (upstream's 5 s):
-// data is not dropped unless the next stage is stalled for that long.
+// flushWait bounds how long a removed toxic waits to hand on the data it holds (upstream's 5 s): data
+// is not dropped unless the next stage is stalled for that long.
 const flushWait = 5 * time.Second
 
-// send hands c to the next stage. Interrupted first, it flushes c within flushWait and returns false:
-// the toxic must stop.
+// held is a link's data a toxic took from its input and has not passed on yet, kept across an
+// interrupt in the stub's State.
+type held struct{ chunks []*stream.StreamChunk }
+
+func newHeld() any { return new(held) }
+
+func heldOf(stub *toxics.ToxicStub) *held {
+	h, _ := stub.State.(*held)
+	return h
+}
+
+// keep holds c (when it has data) for the toxic's next run. Without state (never, once registered) it
+// falls back to flushing within flushWait.
+func keep(stub *toxics.ToxicStub, c *stream.StreamChunk) {
+	if len(c.Data) == 0 {
+		return
+	}
+	if h := heldOf(stub); h != nil {
+		h.chunks = append(h.chunks, c)
+		return
+	}
+	_ = stub.WriteOutput(c, flushWait)
+}
+
+// resume passes on what an interrupted run held, in order; false means it was interrupted again (the
+// rest is still held) and the toxic must stop.
+func resume(stub *toxics.ToxicStub) bool {
+	h := heldOf(stub)
+	for h != nil && len(h.chunks) > 0 {
+		c := h.chunks[0]
+		select {
+		case stub.Output <- c:
+			h.chunks = h.chunks[1:]
+		case <-stub.Interrupt:
+			return false
+		}
+	}
+	return true
+}
+
+// cleanup flushes what the toxic holds when Toxiproxy removes it, before the link's buffered input, as
+// one chunk: a stalled link costs one flushWait, not one per piece.
+func cleanup(stub *toxics.ToxicStub) {
+	h := heldOf(stub)
+	if h == nil || len(h.chunks) == 0 {
+		return
+	}
+	all := &stream.StreamChunk{Timestamp: h.chunks[0].Timestamp}
+	for _, c := range h.chunks {
+		all.Data = append(all.Data, c.Data...)
+	}
+	h.chunks = nil
+	_ = stub.WriteOutput(all, flushWait)
+}
+
+// send hands c to the next stage. Interrupted first, it keeps c and returns false: the toxic must stop.
 func send(stub *toxics.ToxicStub, c *stream.StreamChunk) bool {
 	select {
 	case stub.Output <- c:
 		return true
 	case <-stub.Interrupt:
-		_ = stub.WriteOutput(c, flushWait)
+		keep(stub, c)
 		return false
 	}
 }
 
-// Bandwidth passes data through at Rate KB/s (Toxiproxy's bandwidth toxic); a rate of 0 or less holds
-// it until the toxic is removed.
+// Bandwidth passes data through at rate KB/s (Toxiproxy's bandwidth toxic, attribute "rate"); a rate of
+// 0 or less holds it until the toxic is changed or removed.
 type Bandwidth struct {
+	mu    sync.Mutex // Toxiproxy decodes an update into the toxic while its links run it
+	attrs bandwidthAttrs
+}
+
+type bandwidthAttrs struct {
 	Rate int64 `json:"rate"` // KB/s
 }
 
+// UnmarshalJSON sets the attributes present in b, keeping the others.
+func (t *Bandwidth) UnmarshalJSON(b []byte) error {
+	a := t.get()
+	if err := json.Unmarshal(b, &a); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.attrs = a
+	t.mu.Unlock()
+	return nil
+}
+
+// MarshalJSON writes the attributes as Toxiproxy's API shows them.
+func (t *Bandwidth) MarshalJSON() ([]byte, error) { return json.Marshal(t.get()) }
+
+func (t *Bandwidth) get() bandwidthAttrs {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.attrs
+}
+
+// NewState implements toxics.StatefulToxic: what an interrupted run held.
+func (t *Bandwidth) NewState() any { return newHeld() }
+
+// Cleanup implements toxics.CleanupToxic: on removal, what the toxic held goes on first.
+func (t *Bandwidth) Cleanup(stub *toxics.ToxicStub) { cleanup(stub) }
+
 // Pipe sends each chunk once the rate allows, in pieces of at most 100 ms worth of data.
 func (t *Bandwidth) Pipe(stub *toxics.ToxicStub) {
+	if !resume(stub) {
+		return
+	}
+	rate := t.get().Rate // an update interrupts the run: the next one reads the new rate
 	var owed time.Duration // sending time the rate still asks for (negative: sent late, ahead)
 	for {
 		select {
@@ -57,14 +154,14 @@ func (t *Bandwidth) Pipe(stub *toxics.ToxicStub) {
 				stub.Close()
 				return
 			}
-			if t.Rate <= 0 {
+			if rate <= 0 {
 				<-stub.Interrupt
-				_ = stub.WriteOutput(c, flushWait)
+				keep(stub, c)
 				return
 			}
-			piece := int(t.Rate * 100) // bytes per 100 ms
+			piece := int(rate * 100) // bytes per 100 ms
 			data := c.Data
-			owed += time.Duration(len(data)) * time.Millisecond / time.Duration(t.Rate)
+			owed += time.Duration(len(data)) * time.Millisecond / time.Duration(rate)
 			for len(data) > 0 {
 				n := min(len(data), piece)
 				wait := 100 * time.Millisecond
@@ -75,14 +172,12 @@ func (t *Bandwidth) Pipe(stub *toxics.ToxicStub) {
 				select {
 				case <-time.After(wait):
 				case <-stub.Interrupt:
-					_ = stub.WriteOutput(&stream.StreamChunk{Data: data, Timestamp: c.Timestamp}, flushWait)
+					keep(stub, &stream.StreamChunk{Data: data, Timestamp: c.Timestamp})
 					return
 				}
 				owed -= time.Since(start)
 				if !send(stub, &stream.StreamChunk{Data: data[:n], Timestamp: c.Timestamp}) {
-					if rest := data[n:]; len(rest) > 0 {
-						_ = stub.WriteOutput(&stream.StreamChunk{Data: rest, Timestamp: c.Timestamp}, flushWait)
-					}
+					keep(stub, &stream.StreamChunk{Data: data[n:], Timestamp: c.Timestamp})
 					return
 				}
 				data = data[n:]
@@ -94,13 +189,49 @@ func (t *Bandwidth) Pipe(stub *toxics.ToxicStub) {
 // Slicer cuts each chunk into pieces of AverageSize ± SizeVariation bytes, sent Delay microseconds
 // apart (Toxiproxy's slicer toxic).
 type Slicer struct {
+	mu    sync.Mutex // Toxiproxy decodes an update into the toxic while its links run it
+	attrs slicerAttrs
+}
+
+type slicerAttrs struct {
 	AverageSize   int `json:"average_size"`
 	SizeVariation int `json:"size_variation"`
 	Delay         int `json:"delay"` // microseconds
 }
 
+// UnmarshalJSON sets the attributes present in b, keeping the others.
+func (t *Slicer) UnmarshalJSON(b []byte) error {
+	a := t.get()
+	if err := json.Unmarshal(b, &a); err != nil {
+		return err
+	}
+	t.mu.Lock()
+	t.attrs = a
+	t.mu.Unlock()
+	return nil
+}
+
+// MarshalJSON writes the attributes as Toxiproxy's API shows them.
+func (t *Slicer) MarshalJSON() ([]byte, error) { return json.Marshal(t.get()) }
+
+func (t *Slicer) get() slicerAttrs {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.attrs
+}
+
+// NewState implements toxics.StatefulToxic: what an interrupted run held.
+func (t *Slicer) NewState() any { return newHeld() }
+
+// Cleanup implements toxics.CleanupToxic: on removal, what the toxic held goes on first.
+func (t *Slicer) Cleanup(stub *toxics.ToxicStub) { cleanup(stub) }
+
 // Pipe sends each chunk piece by piece.
 func (t *Slicer) Pipe(stub *toxics.ToxicStub) {
+	if !resume(stub) {
+		return
+	}
+	a := t.get() // an update interrupts the run: the next one reads the new attributes
 	for {
 		select {
 		case <-stub.Interrupt:
@@ -112,11 +243,9 @@ func (t *Slicer) Pipe(stub *toxics.ToxicStub) {
 			}
 			data := c.Data
 			for len(data) > 0 {
-				n := min(len(data), t.pieceSize())
+				n := min(len(data), a.pieceSize())
 				if !send(stub, &stream.StreamChunk{Data: data[:n], Timestamp: c.Timestamp}) {
-					if rest := data[n:]; len(rest) > 0 {
-						_ = stub.WriteOutput(&stream.StreamChunk{Data: rest, Timestamp: c.Timestamp}, flushWait)
-					}
+					keep(stub, &stream.StreamChunk{Data: data[n:], Timestamp: c.Timestamp})
 					return
 				}
 				data = data[n:]
@@ -124,9 +253,9 @@ func (t *Slicer) Pipe(stub *toxics.ToxicStub) {
 					break
 				}
 				select {
-				case <-time.After(time.Duration(t.Delay) * time.Microsecond):
+				case <-time.After(time.Duration(a.Delay) * time.Microsecond):
 				case <-stub.Interrupt:
-					_ = stub.WriteOutput(&stream.StreamChunk{Data: data, Timestamp: c.Timestamp}, flushWait)
+					keep(stub, &stream.StreamChunk{Data: data, Timestamp: c.Timestamp})
 					return
 				}
 			}
@@ -135,9 +264,9 @@ func (t *Slicer) Pipe(stub *toxics.ToxicStub) {
 }
 
 // pieceSize draws a size in [AverageSize-SizeVariation, AverageSize+SizeVariation], at least 1.
-func (t *Slicer) pieceSize() int {
-	size := t.AverageSize
-	if v := t.SizeVariation; v > 0 {
+func (a slicerAttrs) pieceSize() int {
+	size := a.AverageSize
+	if v := a.SizeVariation; v > 0 {
 		size += rand.IntN(2*v+1) - v
 	}
 	return max(size, 1)

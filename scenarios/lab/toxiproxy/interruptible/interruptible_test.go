@@ -123,3 +123,62 @@ func TestBandwidthAndSlicerKeepTheData(t *testing.T) {
 		t.Errorf("30 KB at 20 KB/s took %s, want about 1.5 s", took)
 	}
 }
+
+// The lab's fault off: the toxics of a link whose client has stopped reading become pass-throughs. The
+// updates interrupt toxics blocked handing data on; they must return at once (not after the 5 s a flush
+// to a stalled stage may take), and what the toxics held must reach the client, whole and in order,
+// once it reads again.
+func TestPassThroughUpdateOfAStalledLinkReturnsAtOnceAndKeepsTheData(t *testing.T) {
+	want := make([]byte, 16<<20)
+	for i := range want {
+		want[i] = byte(i*7 + i>>11)
+	}
+	proxy := proxyTo(t, serve(t, want))
+	if _, err := proxy.AddToxic("bandwidth", "bandwidth", "downstream", 1, toxiclient.Attributes{"rate": 200_000}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proxy.AddToxic("slicer", "slicer", "downstream", 1, toxiclient.Attributes{"average_size": 16000, "size_variation": 100, "delay": 10}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := net.Dial("tcp", proxy.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// The client reads nothing, into a small buffer: the link backs up to the toxics.
+	_ = c.(*net.TCPConn).SetReadBuffer(16 << 10)
+	time.Sleep(time.Second)
+
+	for name, attrs := range map[string]toxiclient.Attributes{
+		"slicer":    {"average_size": 1 << 30, "size_variation": 0, "delay": 0},
+		"bandwidth": {"rate": int64(1) << 40},
+	} {
+		begin := time.Now()
+		if _, err := proxy.UpdateToxic(name, 1, attrs); err != nil {
+			t.Fatalf("update %s: %v", name, err)
+		}
+		if took := time.Since(begin); took > time.Second {
+			t.Errorf("updating %s on a stalled link took %s, want it at once", name, took)
+		}
+	}
+	_ = c.(*net.TCPConn).SetReadBuffer(4 << 20)
+	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
+	got, err := io.ReadAll(c)
+	if err != nil || !bytes.Equal(got, want) {
+		t.Fatalf("read %d bytes (err %v), want the upstream's %d intact (first difference at %d)", len(got), err, len(want), firstDiff(got, want))
+	}
+	for _, name := range []string{"slicer", "bandwidth"} {
+		if err := proxy.RemoveToxic(name); err != nil {
+			t.Fatalf("remove %s: %v", name, err)
+		}
+	}
+}
+
+func firstDiff(a, b []byte) int {
+	for i := range min(len(a), len(b)) {
+		if a[i] != b[i] {
+			return i
+		}
+	}
+	return min(len(a), len(b))
+}
