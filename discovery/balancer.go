@@ -70,6 +70,11 @@ type BalancerConfig struct {
 	// Seeds are the instances used until the instancer reports a set (e.g. the registry is down while
 	// the client starts).
 	Seeds []string
+	// EmptySetGrace is how long an empty set from the registry is not believed while instances are known.
+	// After an outage longer than the lease TTL every registration has expired: a caller's watch, back
+	// first, reads the deletions before the instances, which learn it at their next keep-alive, register
+	// again. Believed at once, that moment fails every call with ErrNoInstances. 0 believes it at once.
+	EmptySetGrace time.Duration
 	// Rand returns a uniform integer in [0, n); nil: math/rand/v2. Tests pin the power of two choices.
 	Rand func(n int) int
 }
@@ -80,6 +85,7 @@ func DefaultBalancerConfig() BalancerConfig {
 		Strategy: LeastRequest,
 		Outlier: OutlierConfig{ConsecutiveFailures: 5, Interval: 10 * time.Second,
 			BaseEjectionTime: 30 * time.Second, MaxEjectionTime: 300 * time.Second, MaxEjectionPercent: 50},
+		EmptySetGrace: 5 * time.Second,
 	}
 }
 
@@ -87,6 +93,9 @@ func DefaultBalancerConfig() BalancerConfig {
 func (c BalancerConfig) Validate() error {
 	if c.Strategy != RoundRobin && c.Strategy != LeastRequest {
 		return fmt.Errorf("balancer: strategy %q: want %s or %s", c.Strategy, RoundRobin, LeastRequest)
+	}
+	if c.EmptySetGrace < 0 {
+		return fmt.Errorf("balancer: empty set grace %s: want >= 0", c.EmptySetGrace)
 	}
 	o := c.Outlier
 	if o.ConsecutiveFailures < 0 || o.MaxEjectionPercent < 0 || o.MaxEjectionPercent > 100 {
@@ -130,6 +139,9 @@ type Balancer struct {
 	mu         sync.Mutex // guards the maps, set changes and ejection decisions
 	factories  map[string]sd.Factory
 	byInstance map[string]*host
+
+	emptySince *time.Timer // set while an empty set from the registry waits out EmptySetGrace; b.mu
+	emptyGen   uint64      // numbers the graces, so a late timer of an earlier one does nothing; b.mu
 
 	rr        atomic.Uint64
 	instancer sd.Instancer
@@ -199,7 +211,38 @@ func (b *Balancer) apply(ev sd.Event) {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if len(ev.Instances) == 0 && len(*b.hosts.Load()) > 0 && b.cfg.EmptySetGrace > 0 {
+		if b.emptySince == nil {
+			b.m.emptySets.Inc()
+			b.logger.Warn("registry lists no instance; keeping the last set unless it still lists none after the grace",
+				"downstream", b.po.Downstream, "instances", len(*b.hosts.Load()), "grace", b.cfg.EmptySetGrace.String())
+			b.emptyGen++
+			gen := b.emptyGen
+			b.emptySince = time.AfterFunc(b.cfg.EmptySetGrace, func() { b.emptyGraceOver(gen) })
+		}
+		return
+	}
+	b.stopEmptyGraceLocked()
 	b.setLocked(ev.Instances)
+}
+
+// emptyGraceOver believes the empty set the registry still reports when grace number gen ends.
+func (b *Balancer) emptyGraceOver(gen uint64) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.emptySince == nil || b.emptyGen != gen { // a set with instances arrived (maybe another empty one since), or the balancer closed
+		return
+	}
+	b.emptySince = nil
+	b.logger.Warn("registry still lists no instance after the grace; dropping the last set", "downstream", b.po.Downstream)
+	b.setLocked(nil)
+}
+
+func (b *Balancer) stopEmptyGraceLocked() {
+	if b.emptySince != nil {
+		b.emptySince.Stop()
+		b.emptySince = nil
+	}
 }
 
 // Close unsubscribes from the instancer and releases every instance's endpoints.
@@ -210,6 +253,7 @@ func (b *Balancer) Close() {
 		<-b.stopped
 		b.mu.Lock()
 		defer b.mu.Unlock()
+		b.stopEmptyGraceLocked()
 		b.setLocked(nil)
 	})
 }

@@ -449,6 +449,7 @@ func TestBalancerConfigValidate(t *testing.T) {
 		{"max below base", func(c *BalancerConfig) { c.Outlier.MaxEjectionTime = time.Second }, false},
 		{"zero interval", func(c *BalancerConfig) { c.Outlier.Interval = 0 }, false},
 		{"bad proxy", func(c *BalancerConfig) { c.Proxies = map[string]string{"http://a:1": "a:1"} }, false},
+		{"negative empty set grace", func(c *BalancerConfig) { c.EmptySetGrace = -time.Second }, false},
 	} {
 		c := DefaultBalancerConfig()
 		tc.modify(&c)
@@ -599,4 +600,50 @@ func TestCallsRacingInstanceChangesNeverGetANilEndpoint(t *testing.T) {
 		t.Fatalf("%d of %d calls panicked on an instance removed under them", n, calls.Load())
 	}
 	t.Logf("%d calls across 2000 instance changes", calls.Load())
+}
+
+// After a registry outage longer than the lease TTL, a caller's watch reads every instance deleted before
+// the instances register again. The balancer keeps its set through that moment (no call fails), takes a
+// set with instances at once, and believes an empty set that outlasts the grace.
+func TestAnEmptySetIsBelievedOnlyAfterTheGrace(t *testing.T) {
+	a, b := newReplica(t, "a"), newReplica(t, "b")
+	src := newTestInstancer(a.url(), b.url())
+	cfg := roundRobin()
+	cfg.EmptySetGrace = 300 * time.Millisecond
+	bal := newTestBalancer(t, src, balancerOpts{cfg: cfg})
+	e := bal.Endpoint("whoami", whoamiFactory(nil))
+
+	src.Update(sd.Event{Instances: []string{}})
+	eventually(t, 10*time.Second, "the empty set is seen", func() bool { return testutil.ToFloat64(bal.m.emptySets) == 1 })
+	for range 4 {
+		if _, err := call(context.Background(), e); err != nil {
+			t.Fatalf("a call during the grace failed: %v", err)
+		}
+	}
+	src.Update(sd.Event{Instances: []string{b.url()}}) // b registered again; a not yet
+	eventually(t, 10*time.Second, "the set with an instance is applied", func() bool { return instanceCount(bal) == 1 })
+	time.Sleep(2 * cfg.EmptySetGrace) // the first grace's end must not drop the new set
+	if name, err := call(context.Background(), e); err != nil || name != "b" {
+		t.Fatalf("%q, %v; want b", name, err)
+	}
+
+	src.Update(sd.Event{Instances: []string{}})
+	began := time.Now()
+	eventually(t, 10*time.Second, "an empty set that lasts is believed", func() bool { return instanceCount(bal) == 0 })
+	if took := time.Since(began); took < cfg.EmptySetGrace-50*time.Millisecond {
+		t.Fatalf("the empty set was applied after %s, before the %s grace", took, cfg.EmptySetGrace)
+	}
+	if _, err := call(context.Background(), e); !errors.Is(err, ErrNoInstances) {
+		t.Fatalf("%v; want ErrNoInstances once the registry's empty set is believed", err)
+	}
+	if got := testutil.ToFloat64(bal.m.emptySets); got != 2 {
+		t.Fatalf("empty sets counted %v, want 2", got)
+	}
+
+	// With no grace the empty set is believed at once.
+	src2 := newTestInstancer(a.url())
+	cfg.EmptySetGrace = 0
+	bal2 := newTestBalancer(t, src2, balancerOpts{cfg: cfg})
+	src2.Update(sd.Event{Instances: []string{}})
+	eventually(t, 10*time.Second, "the empty set is applied at once", func() bool { return instanceCount(bal2) == 0 })
 }

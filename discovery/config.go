@@ -53,7 +53,8 @@ func InstanceFromEnv(env *platform.Env, service string) Instance {
 // BalancerConfigFromEnv reads the balancer settings of link (prefix as resilience.EnvPrefix:
 // orders-catalog → ORDERS_CATALOG_) over DefaultBalancerConfig: <LINK>_LB, <LINK>_OUTLIER_CONSECUTIVE_FAILURES,
 // <LINK>_OUTLIER_INTERVAL, <LINK>_OUTLIER_BASE_EJECTION_TIME, <LINK>_OUTLIER_MAX_EJECTION_TIME,
-// <LINK>_OUTLIER_MAX_EJECTION_PERCENT and <LINK>_INSTANCE_PROXIES ("registered=dialled,…"). Bad values
+// <LINK>_OUTLIER_MAX_EJECTION_PERCENT, <LINK>_EMPTY_SET_GRACE and <LINK>_INSTANCE_PROXIES
+// ("registered=dialled,…"). Bad values
 // are recorded in env.
 func BalancerConfigFromEnv(env *platform.Env, link string) BalancerConfig {
 	p := resilience.EnvPrefix(link)
@@ -65,6 +66,7 @@ func BalancerConfigFromEnv(env *platform.Env, link string) BalancerConfig {
 	o.BaseEjectionTime = env.Duration(p+"OUTLIER_BASE_EJECTION_TIME", o.BaseEjectionTime)
 	o.MaxEjectionTime = env.Duration(p+"OUTLIER_MAX_EJECTION_TIME", o.MaxEjectionTime)
 	o.MaxEjectionPercent = env.Int(p+"OUTLIER_MAX_EJECTION_PERCENT", o.MaxEjectionPercent)
+	c.EmptySetGrace = env.Duration(p+"EMPTY_SET_GRACE", c.EmptySetGrace)
 	for _, pair := range splitList(env.String(p+"INSTANCE_PROXIES", "")) {
 		from, to, ok := strings.Cut(pair, "=")
 		if !ok {

@@ -14,6 +14,7 @@ type balancerMetrics struct {
 	overflow       prometheus.Counter
 	requests       *prometheus.CounterVec
 	registryErrors prometheus.Counter
+	emptySets      prometheus.Counter
 }
 
 func newBalancerMetrics(o policy.Options) balancerMetrics {
@@ -43,6 +44,10 @@ func newBalancerMetrics(o policy.Options) balancerMetrics {
 		registryErrors: policy.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "discovery_registry_errors_total", ConstLabels: labels,
 			Help: "Registry reads that failed; the balancer kept its last instance set.",
+		})),
+		emptySets: policy.Register(reg, prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "discovery_registry_empty_sets_total", ConstLabels: labels,
+			Help: "Empty instance sets from the registry, kept off for the empty-set grace while instances were known.",
 		})),
 	}
 }
