@@ -165,7 +165,9 @@ func (t *Toxic) Disable(ctx context.Context, target Target) error {
 	if err != nil {
 		return fmt.Errorf("fault: proxy %s: %w", t.Link, err)
 	}
-	toxicity, attrs := float32(0), t.Attributes
+	// Toxiproxy decodes an update's attributes into the running toxic, which its own toxics read unguarded:
+	// null attributes leave it untouched (the lab's toxics guard theirs).
+	toxicity, attrs := float32(0), map[string]any(nil)
 	if pt, ok := passThrough[t.Type]; ok {
 		toxicity, attrs = 1, pt // every connection runs the toxic, so each passes on what it holds
 	}
