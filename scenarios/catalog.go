@@ -237,6 +237,19 @@ func breakerClosedWithinBound() experiment.Expectation {
 		}}
 }
 
+// breakerClosedWithinBoundAfterRestart is breakerClosedWithinBound allowing one failed probe after a
+// restarted container was seen ready: one more sleep window.
+func breakerClosedWithinBoundAfterRestart(window time.Duration) experiment.Expectation {
+	return experiment.Expectation{Name: "breaker closes within sleep window + 2 probe intervals (+ one failed probe after the restart)", Weight: 2,
+		Check: func(r *experiment.Report) (bool, string) {
+			if r.BreakerClosedS == nil {
+				return false, "never closed"
+			}
+			bound := r.TTRBoundS + window.Seconds()
+			return *r.BreakerClosedS <= bound, fmt.Sprintf("closed %.3f s after the fault, bound %.3f s", *r.BreakerClosedS, bound)
+		}}
+}
+
 // recoveredWithinBound: the steady state is back within the breaker's recovery bound, give or take the
 // one-second resolution of the per-second hypothesis.
 func recoveredWithinBound() experiment.Expectation {
@@ -406,7 +419,11 @@ func paymentsKilled() Pair {
 		p.Watch[0].FailuresPerRequest = 4
 		// The kill itself takes Docker a few hundred milliseconds, inside the fault's start: TTD is
 		// reported against the bound but checked loosely.
-		p.Expect = []experiment.Expectation{detectedWithin(2 * time.Second), breakerClosedWithinBound(), recoveredWithinBound(), nothingLost(), eventsIntact()}
+		// A restarted container answering /readyz (through the lab's relay) is not always reachable by
+		// its callers at once: in one CI run the first probe, 171 ms after payments answered, timed out
+		// and the breaker closed one sleep window later. A kill allows that one failed probe.
+		p.Expect = []experiment.Expectation{detectedWithin(2 * time.Second), breakerClosedWithinBoundAfterRestart(sleepWindow),
+			recoveredWithinBound(), nothingLost(), eventsIntact()}
 	})
 }
 
