@@ -34,6 +34,34 @@ func Register() {
 // is not dropped unless the next stage is stalled for that long.
 const flushWait = 5 * time.Second
 
+// guarded holds a toxic's attributes, which Toxiproxy decodes an update into while the toxic's links run
+// it. A run reads them once (get): an update interrupts it, and the next run reads the new ones.
+type guarded[T any] struct {
+	mu    sync.Mutex
+	attrs T
+}
+
+// UnmarshalJSON sets the attributes present in b, keeping the others.
+func (g *guarded[T]) UnmarshalJSON(b []byte) error {
+	a := g.get()
+	if err := json.Unmarshal(b, &a); err != nil {
+		return err
+	}
+	g.mu.Lock()
+	g.attrs = a
+	g.mu.Unlock()
+	return nil
+}
+
+// MarshalJSON writes the attributes as Toxiproxy's API shows them.
+func (g *guarded[T]) MarshalJSON() ([]byte, error) { return json.Marshal(g.get()) }
+
+func (g *guarded[T]) get() T {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.attrs
+}
+
 // held is a link's data a toxic took from its input and has not passed on yet, kept across an
 // interrupt in the stub's State.
 type held struct{ chunks []*stream.StreamChunk }
@@ -103,33 +131,11 @@ func send(stub *toxics.ToxicStub, c *stream.StreamChunk) bool {
 // Bandwidth passes data through at rate KB/s (Toxiproxy's bandwidth toxic, attribute "rate"); a rate of
 // 0 or less holds it until the toxic is changed or removed.
 type Bandwidth struct {
-	mu    sync.Mutex // Toxiproxy decodes an update into the toxic while its links run it
-	attrs bandwidthAttrs
+	guarded[bandwidthAttrs]
 }
 
 type bandwidthAttrs struct {
 	Rate int64 `json:"rate"` // KB/s
-}
-
-// UnmarshalJSON sets the attributes present in b, keeping the others.
-func (t *Bandwidth) UnmarshalJSON(b []byte) error {
-	a := t.get()
-	if err := json.Unmarshal(b, &a); err != nil {
-		return err
-	}
-	t.mu.Lock()
-	t.attrs = a
-	t.mu.Unlock()
-	return nil
-}
-
-// MarshalJSON writes the attributes as Toxiproxy's API shows them.
-func (t *Bandwidth) MarshalJSON() ([]byte, error) { return json.Marshal(t.get()) }
-
-func (t *Bandwidth) get() bandwidthAttrs {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.attrs
 }
 
 // NewState implements toxics.StatefulToxic: what an interrupted run held.
@@ -143,7 +149,7 @@ func (t *Bandwidth) Pipe(stub *toxics.ToxicStub) {
 	if !resume(stub) {
 		return
 	}
-	rate := t.get().Rate // an update interrupts the run: the next one reads the new rate
+	rate := t.get().Rate
 	var owed time.Duration // sending time the rate still asks for (negative: sent late, ahead)
 	for {
 		select {
@@ -189,35 +195,13 @@ func (t *Bandwidth) Pipe(stub *toxics.ToxicStub) {
 // Slicer cuts each chunk into pieces of AverageSize ± SizeVariation bytes, sent Delay microseconds
 // apart (Toxiproxy's slicer toxic).
 type Slicer struct {
-	mu    sync.Mutex // Toxiproxy decodes an update into the toxic while its links run it
-	attrs slicerAttrs
+	guarded[slicerAttrs]
 }
 
 type slicerAttrs struct {
 	AverageSize   int `json:"average_size"`
 	SizeVariation int `json:"size_variation"`
 	Delay         int `json:"delay"` // microseconds
-}
-
-// UnmarshalJSON sets the attributes present in b, keeping the others.
-func (t *Slicer) UnmarshalJSON(b []byte) error {
-	a := t.get()
-	if err := json.Unmarshal(b, &a); err != nil {
-		return err
-	}
-	t.mu.Lock()
-	t.attrs = a
-	t.mu.Unlock()
-	return nil
-}
-
-// MarshalJSON writes the attributes as Toxiproxy's API shows them.
-func (t *Slicer) MarshalJSON() ([]byte, error) { return json.Marshal(t.get()) }
-
-func (t *Slicer) get() slicerAttrs {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	return t.attrs
 }
 
 // NewState implements toxics.StatefulToxic: what an interrupted run held.
@@ -231,7 +215,7 @@ func (t *Slicer) Pipe(stub *toxics.ToxicStub) {
 	if !resume(stub) {
 		return
 	}
-	a := t.get() // an update interrupts the run: the next one reads the new attributes
+	a := t.get()
 	for {
 		select {
 		case <-stub.Interrupt:
