@@ -31,6 +31,28 @@ func proxyTo(t *testing.T, upstream net.Listener) *toxiclient.Proxy {
 	return proxy
 }
 
+// throttle puts the lab's bandwidth (rate KB/s) and then its slicer on the proxy's answers.
+func throttle(t *testing.T, proxy *toxiclient.Proxy, rate int, slicer toxiclient.Attributes) {
+	t.Helper()
+	if _, err := proxy.AddToxic("bandwidth", "bandwidth", "downstream", 1, toxiclient.Attributes{"rate": rate}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := proxy.AddToxic("slicer", "slicer", "downstream", 1, slicer); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// dial connects to the proxy; the connection is closed when the test ends.
+func dial(t *testing.T, proxy *toxiclient.Proxy) *net.TCPConn {
+	t.Helper()
+	c, err := net.Dial("tcp", proxy.Listen)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c.(*net.TCPConn)
+}
+
 // serve answers every connection with data, then closes it.
 func serve(t *testing.T, data []byte) net.Listener {
 	t.Helper()
@@ -60,17 +82,8 @@ func serve(t *testing.T, data []byte) net.Listener {
 func TestRemovingToxicsOfAStalledLinkReturns(t *testing.T) {
 	upstream := serve(t, bytes.Repeat([]byte("x"), 64<<20))
 	proxy := proxyTo(t, upstream)
-	if _, err := proxy.AddToxic("bandwidth", "bandwidth", "downstream", 1, toxiclient.Attributes{"rate": 10_000}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := proxy.AddToxic("slicer", "slicer", "downstream", 1, toxiclient.Attributes{"average_size": 64, "size_variation": 16, "delay": 10}); err != nil {
-		t.Fatal(err)
-	}
-	stalled, err := net.Dial("tcp", proxy.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stalled.Close()
+	throttle(t, proxy, 10_000, toxiclient.Attributes{"average_size": 64, "size_variation": 16, "delay": 10})
+	dial(t, proxy)          // a client that never reads
 	time.Sleep(time.Second) // let the link back up: the client reads nothing
 
 	done := make(chan error, 2)
@@ -101,17 +114,8 @@ func TestBandwidthAndSlicerKeepTheData(t *testing.T) {
 		want[i] = byte(i * 7)
 	}
 	proxy := proxyTo(t, serve(t, want))
-	if _, err := proxy.AddToxic("bandwidth", "bandwidth", "downstream", 1, toxiclient.Attributes{"rate": 20}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := proxy.AddToxic("slicer", "slicer", "downstream", 1, toxiclient.Attributes{"average_size": 500, "size_variation": 100, "delay": 100}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.Dial("tcp", proxy.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	throttle(t, proxy, 20, toxiclient.Attributes{"average_size": 500, "size_variation": 100, "delay": 100})
+	c := dial(t, proxy)
 	begin := time.Now()
 	got, err := io.ReadAll(c)
 	took := time.Since(begin)
@@ -134,19 +138,10 @@ func TestPassThroughUpdateOfAStalledLinkReturnsAtOnceAndKeepsTheData(t *testing.
 		want[i] = byte(i*7 + i>>11)
 	}
 	proxy := proxyTo(t, serve(t, want))
-	if _, err := proxy.AddToxic("bandwidth", "bandwidth", "downstream", 1, toxiclient.Attributes{"rate": 200_000}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := proxy.AddToxic("slicer", "slicer", "downstream", 1, toxiclient.Attributes{"average_size": 16000, "size_variation": 100, "delay": 10}); err != nil {
-		t.Fatal(err)
-	}
-	c, err := net.Dial("tcp", proxy.Listen)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	throttle(t, proxy, 200_000, toxiclient.Attributes{"average_size": 16000, "size_variation": 100, "delay": 10})
+	c := dial(t, proxy)
 	// The client reads nothing, into a small buffer: the link backs up to the toxics.
-	_ = c.(*net.TCPConn).SetReadBuffer(16 << 10)
+	_ = c.SetReadBuffer(16 << 10)
 	time.Sleep(time.Second)
 
 	for name, attrs := range map[string]toxiclient.Attributes{
@@ -161,7 +156,7 @@ func TestPassThroughUpdateOfAStalledLinkReturnsAtOnceAndKeepsTheData(t *testing.
 			t.Errorf("updating %s on a stalled link took %s, want it at once", name, took)
 		}
 	}
-	_ = c.(*net.TCPConn).SetReadBuffer(4 << 20)
+	_ = c.SetReadBuffer(4 << 20)
 	_ = c.SetReadDeadline(time.Now().Add(20 * time.Second))
 	got, err := io.ReadAll(c)
 	if err != nil || !bytes.Equal(got, want) {
