@@ -140,7 +140,7 @@ type Balancer struct {
 	factories  map[string]sd.Factory
 	byInstance map[string]*host
 
-	emptySince *time.Timer // set while an empty set from the registry waits out EmptySetGrace; b.mu
+	emptyGrace *time.Timer // runs while an empty set from the registry waits out EmptySetGrace; b.mu
 	emptyGen   uint64      // numbers the graces, so a late timer of an earlier one does nothing; b.mu
 
 	rr        atomic.Uint64
@@ -212,13 +212,13 @@ func (b *Balancer) apply(ev sd.Event) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if len(ev.Instances) == 0 && len(*b.hosts.Load()) > 0 && b.cfg.EmptySetGrace > 0 {
-		if b.emptySince == nil {
+		if b.emptyGrace == nil {
 			b.m.emptySets.Inc()
 			b.logger.Warn("registry lists no instance; keeping the last set unless it still lists none after the grace",
 				"downstream", b.po.Downstream, "instances", len(*b.hosts.Load()), "grace", b.cfg.EmptySetGrace.String())
 			b.emptyGen++
 			gen := b.emptyGen
-			b.emptySince = time.AfterFunc(b.cfg.EmptySetGrace, func() { b.emptyGraceOver(gen) })
+			b.emptyGrace = time.AfterFunc(b.cfg.EmptySetGrace, func() { b.emptyGraceOver(gen) })
 		}
 		return
 	}
@@ -230,18 +230,18 @@ func (b *Balancer) apply(ev sd.Event) {
 func (b *Balancer) emptyGraceOver(gen uint64) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if b.emptySince == nil || b.emptyGen != gen { // a set with instances arrived (maybe another empty one since), or the balancer closed
+	if b.emptyGrace == nil || b.emptyGen != gen { // a set with instances arrived (maybe another empty one since), or the balancer closed
 		return
 	}
-	b.emptySince = nil
+	b.emptyGrace = nil
 	b.logger.Warn("registry still lists no instance after the grace; dropping the last set", "downstream", b.po.Downstream)
 	b.setLocked(nil)
 }
 
 func (b *Balancer) stopEmptyGraceLocked() {
-	if b.emptySince != nil {
-		b.emptySince.Stop()
-		b.emptySince = nil
+	if b.emptyGrace != nil {
+		b.emptyGrace.Stop()
+		b.emptyGrace = nil
 	}
 }
 

@@ -155,10 +155,8 @@ var passThrough = map[string]map[string]any{
 // must go in order, is reverted.
 func (t *Toxic) Disable(ctx context.Context, target Target) error {
 	switch t.Type {
-	case "http_fault":
-		return t.Revert(ctx, target)
 	case "bandwidth", "slicer", "latency", "timeout", "reset_peer", "slow_close", "limit_data":
-	default:
+	default: // http_fault
 		return t.Revert(ctx, target)
 	}
 	p, err := target.Toxiproxy.Proxy(t.Link)
